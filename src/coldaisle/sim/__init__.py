@@ -1,0 +1,1 @@
+"""The digital twin: a vectorised GPU cluster on a simulated clock that replays incidents."""

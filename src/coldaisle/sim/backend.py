@@ -1,0 +1,109 @@
+"""SimBackend: one node of the twin (or the whole cluster) through the same Backend contract as NVML."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coldaisle.errors import ColdaisleError
+from coldaisle.sim import state as st
+from coldaisle.sim.twin import Twin
+from coldaisle.telemetry.frame import DeviceEvent, DeviceInfo, Frame, ProcessRows, ThrottleReason
+
+_XID_SOURCES = {"xid"}
+
+
+class SimBackend:
+    """A view onto the twin: `node=None` reads every GPU of the cluster, otherwise one node's GPUs."""
+
+    def __init__(self, twin: Twin, node: str | None = None) -> None:
+        self.twin = twin
+        lay = twin.plan.layout
+        if node is not None and node not in lay.node_index:
+            raise ColdaisleError(f"the simulated cluster has no node named {node!r}",
+                                 hint=f"nodes are {lay.node_names[0]}..{lay.node_names[-1]}")
+        self.gpus = (np.arange(lay.n_gpus) if node is None
+                     else lay.gpus_of_node(lay.node_index[node])).astype(np.intp)
+        self._devices = tuple(self._info(int(g)) for g in self.gpus)
+        self._event_cursor = len(twin.events)
+
+    def _info(self, g: int) -> DeviceInfo:
+        lay, card = self.twin.plan.layout, self.twin.plan.card
+        node = lay.node_names[int(lay.gpu_node[g])]
+        local = int(lay.gpu_local[g])
+        return DeviceInfo(
+            node=node, index=local if len(self.gpus) <= lay.topology.gpus_per_node else g,
+            uuid=f"GPU-sim-{self.twin.plan.scenario.seed:04x}-{g:06d}", name=card.name,
+            memory_total_bytes=int(card.memory_total_bytes), power_default_limit_w=card.tdp_w,
+            power_max_limit_w=card.tdp_w, power_min_limit_w=card.min_limit_w,
+            slowdown_temperature_c=card.slowdown_c, shutdown_temperature_c=card.shutdown_c,
+            pci_bus_id=self.twin.pci(local),
+        )
+
+    def devices(self) -> tuple[DeviceInfo, ...]:
+        """The GPUs of this view, in Frame column order."""
+        return self._devices
+
+    def sample(self) -> Frame:
+        """Read the twin's current state as a Frame; lost GPUs are flagged with NaN readings."""
+        s, g, tw = self.twin.state, self.gpus, self.twin
+        work = s.work[g]
+        kw = Frame.blank(self._devices, tw.clock.time(), tw.clock.monotonic())
+        lost = s.lost[g].copy()
+        kw.update(
+            temperature_c=s.temp_c[g].copy(), memory_temperature_c=s.temp_c[g] + 4.0,
+            power_w=s.power_w[g].copy(), power_instant_w=s.power_w[g].copy(), power_limit_w=s.limit_w[g].copy(),
+            energy_j=s.energy_j[g].copy(), memory_used_bytes=s.memory_bytes[g].copy(),
+            memory_total_bytes=np.full(len(g), tw.plan.card.memory_total_bytes),
+            utilization_gpu=st.UTILIZATION_GPU[work], utilization_memory=st.UTILIZATION_MEMORY[work],
+            sm_clock_mhz=st.SM_CLOCK_MHZ[work] * s.throttle[g], memory_clock_mhz=st.MEMORY_CLOCK_MHZ[work],
+            fan_pct=s.fan[g] * 100.0, pcie_rx_bytes_per_s=st.PCIE_BYTES_PER_S[work],
+            pcie_tx_bytes_per_s=st.PCIE_BYTES_PER_S[work], nvlink_rx_bytes_per_s=st.NVLINK_BYTES_PER_S[work],
+            nvlink_tx_bytes_per_s=st.NVLINK_BYTES_PER_S[work], pcie_replay_total=s.pcie_replay[g].copy(),
+            ecc_corrected_total=np.zeros(len(g)), ecc_uncorrected_total=np.zeros(len(g)),
+            sample_age_s=np.zeros(len(g)), throttle_reasons=self._throttle(g, work), lost=lost,
+            processes=self._processes(), events=self._events(),
+        )
+        for name in ("temperature_c", "memory_temperature_c", "power_w", "power_instant_w", "utilization_gpu",
+                     "utilization_memory", "sm_clock_mhz", "fan_pct", "memory_used_bytes"):
+            arr = kw[name]
+            assert isinstance(arr, np.ndarray)
+            arr[lost] = np.nan
+        return Frame(**kw)  # type: ignore[arg-type]
+
+    def _throttle(self, g: np.ndarray, work: np.ndarray) -> np.ndarray:
+        s = self.twin.state
+        reasons = np.zeros(len(g), np.uint64)
+        thermal = np.uint64(ThrottleReason.SW_THERMAL_SLOWDOWN | ThrottleReason.HW_THERMAL_SLOWDOWN)
+        reasons[s.throttle[g] < 1.0] |= thermal
+        demand = s.demand[work, g]
+        reasons[demand > s.limit_w[g]] |= np.uint64(ThrottleReason.SW_POWER_CAP)
+        reasons[work == st.Work.IDLE] |= np.uint64(ThrottleReason.GPU_IDLE)
+        return reasons
+
+    def _processes(self) -> ProcessRows:
+        wl, g = self.twin.workload, self.gpus
+        rows = np.flatnonzero(wl.pid[g] != 0)
+        dev = rows.astype(np.int32)
+        return ProcessRows(dev, wl.pid[g][rows].astype(np.int64), self.twin.state.memory_bytes[g][rows].copy())
+
+    def _events(self) -> tuple[DeviceEvent, ...]:
+        events = self.twin.events
+        new = events[self._event_cursor:]
+        self._event_cursor = len(events)
+        index = {d.pci_bus_id: i for i, d in enumerate(self._devices)}
+        nodes = {d.node for d in self._devices}
+        out = []
+        for e in new:
+            if e.cls in _XID_SOURCES and e.host in nodes and e.fields.get("pci") in index:
+                out.append(DeviceEvent(index[e.fields["pci"]], "xid", e.time, xid=int(e.fields["xid"])))
+        return tuple(out)
+
+    def set_power_limit(self, device: int, watts: float) -> None:
+        """Set the enforced power limit of device `device` of this view."""
+        try:
+            self.twin.set_power_limit(int(self.gpus[device]), watts)
+        except ValueError as exc:
+            raise ColdaisleError(f"cannot set power limit of GPU {device}: {exc}") from None
+
+    def close(self) -> None:
+        """Nothing to release."""

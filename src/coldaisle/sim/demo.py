@@ -1,0 +1,111 @@
+"""`coldaisle demo`: the incident replayed on the twin, told as a report (terminal and HTML)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from coldaisle.report import Marker, Plot, Report, Section, Series, Table, Threshold, TimelineRow
+from coldaisle.sim.summary import group_events
+from coldaisle.sim.twin import Twin
+from coldaisle.telemetry.events import Severity
+from coldaisle.units import format_duration
+
+#: Appendix B of the incident report: Rack 4, shelf 2, minutes after 03:00 -> reading.
+REPORTED_RACK4_SHELF2 = ((0, 22.0), (5, 45.0), (10, 68.0), (15, 89.0), (16, 92.0), (20, 95.0))
+NIGHT_S = 6 * 3600.0
+_NOISE = frozenset({"process_exit", "nccl_init"})
+
+
+def sensor_at(twin: Twin, name: str, t: float) -> float:
+    """A named sensor's recorded reading at `t` seconds after start (nearest record)."""
+    rec = twin.recorder
+    k = [s.name for s in twin.plan.sensors].index(name)
+    i = int(np.argmin(np.abs(rec.view("t") - t)))
+    return float(rec.view("sensor_c")[i, k])
+
+
+def build_report(twin: Twin) -> Report:
+    """The unprotected replay as a Report: what happened, the curves, the timeline, the bill."""
+    sections = [_overview(twin), _curves(twin), _timeline(twin)]
+    title = f"coldaisle demo: {twin.plan.scenario.name}"
+    return Report(title, "The incident replayed on the digital twin, with no protection.", time.time(),
+                  tuple(sections))
+
+
+def _overview(twin: Twin) -> Section:
+    plan, s, ph = twin.plan, twin.state, twin.physics
+    rows = []
+    if "rack4-shelf2" in [x.name for x in plan.sensors]:
+        for minute, reported in REPORTED_RACK4_SHELF2:
+            got = sensor_at(twin, "rack4-shelf2", minute * 60.0)
+            rows.append((f"03:{minute:02d}", f"{reported:.0f}", f"{got:.1f}", f"{got - reported:+.1f}"))
+    check = Table("Rack 4, shelf 2: the report's Appendix B against the twin (C)",
+                  ("time (UTC)", "report", "twin", "difference"), tuple(rows))
+    lost = int(s.lost.sum())
+    bill = Table("What it cost", ("measure", "value"), (
+        ("hottest GPU", f"{s.peak_c.max():.1f} C ({plan.layout.gpu_label(int(np.argmax(s.peak_c)))})"),
+        ("GPUs above slowdown at some point", f"{int((s.above_slowdown_s > 0).sum())} of {plan.layout.n_gpus}"),
+        ("GPU-minutes above slowdown", f"{s.above_slowdown_s.sum() / 60:.0f}"),
+        ("GPUs lost or shut down", str(lost)),
+        ("nodes down", str(int((~s.node_up).sum()))),
+        ("energy burnt busy-waiting", f"{ph.spin_j / 3.6e6:,.0f} kWh"),
+        ("IT energy", f"{ph.it_j / 3.6e6:,.0f} kWh"),
+        ("facility energy (with PUE)", f"{ph.facility_j / 3.6e6:,.0f} kWh"),
+        ("peak PUE", f"{twin.recorder.view('pue').max():.2f}"),
+    ))
+    text = (f"{plan.scenario.description}\n\nSimulated {format_duration(twin.t)} of "
+            f"{plan.layout.n_gpus} GPUs in {plan.layout.n_racks} racks. Nothing intervened but the people "
+            "in the report: the SRE who cut rack 4's power and cancelled the job, and the facilities team.")
+    tables = (check, bill) if rows else (bill,)
+    return Section("What happened", text, tables=tables)
+
+
+def _curves(twin: Twin) -> Section:
+    plan, rec = twin.plan, twin.recorder
+    t = rec.view("t")
+    night = t <= NIGHT_S
+    times = plan.start_epoch + t[night]
+    card = plan.card
+    limits = (Threshold(f"slowdown {card.slowdown_c:.0f} C", card.slowdown_c),
+              Threshold(f"shutdown {card.shutdown_c:.0f} C", card.shutdown_c))
+    marks = tuple(Marker(e.time, e.cls.replace("_", " ")) for e in twin.events
+                  if e.source == "twin" and e.cls in ("pcie_jitter",)) + tuple(
+        Marker(e.time, "power off" if "power" in e.cls else "cooling fails") for e in twin.events
+        if e.cls in ("emergency_power_off", "cooling_failure"))
+    sensors = tuple(Series(sp.name, times, rec.view("sensor_c")[night, k], "C")
+                    for k, sp in enumerate(plan.sensors))
+    reported = ()
+    if any(sp.name == "rack4-shelf2" for sp in plan.sensors):
+        rt = plan.start_epoch + np.array([m * 60.0 for m, _ in REPORTED_RACK4_SHELF2])
+        reported = (Series("report, Appendix B", rt, np.array([v for _, v in REPORTED_RACK4_SHELF2]), "C",
+                           style="dotted"),)
+    racks = tuple(Series(f"rack {r + 1} hottest GPU", times,
+                         rec.view("gpu_temp_c")[night][:, plan.layout.gpu_rack == r].max(axis=1), "C")
+                  for r in range(plan.layout.n_racks))
+    power = (Series("IT power", plan.start_epoch + t, rec.view("it_kw"), "kW"),
+             Series("facility power", plan.start_epoch + t, rec.view("facility_kw"), "kW", style="dashed"))
+    plots = (
+        Plot("Sensors through the night", "temperature (C)", sensors + reported, limits, marks),
+        Plot("Hottest GPU of each rack", "temperature (C)", racks, limits, marks),
+        Plot("Power drawn, whole run", "power (kW)", power),
+    )
+    return Section("Temperatures and power", plots=plots)
+
+
+def _timeline(twin: Twin) -> Section:
+    rows = tuple(
+        TimelineRow(g.first.time, g.first.host if g.count == 1 else f"{len(set(g.hosts))} hosts",
+                    g.first.severity.name.lower(), g.first.cls.replace("_", " "), _detail(g.first.fields, g),
+                    g.count)
+        for g in group_events(twin.events, min_severity=Severity.INFO, skip=_NOISE)
+    )
+    return Section("Timeline", "Every event the twin logged or knows happened, grouped per minute.",
+                   timeline=rows)
+
+
+def _detail(fields: dict[str, object], group: object) -> str:
+    shown = ", ".join(f"{k}={v}" for k, v in fields.items() if v is not None and k not in ("tid",))
+    hosts = getattr(group, "detail", lambda: "")()
+    return f"{shown}; {hosts}" if getattr(group, "count", 1) > 1 else shown

@@ -1,0 +1,102 @@
+"""What a run produced, as the documented JSON summary (`coldaisle sim run --json`) and grouped events.
+
+Schema `coldaisle.sim.summary/1` (docs/sim.md): scenario and clock facts, every named sensor's
+readings (one per simulated minute at least), each GPU's peak temperature and time above
+slowdown, every event with its time, jobs, losses, and energy drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from coldaisle.sim.twin import Twin
+from coldaisle.telemetry.events import Event, Severity
+
+SCHEMA = "coldaisle.sim.summary/1"
+J_PER_KWH = 3.6e6
+
+
+def iso(epoch: float) -> str:
+    """UTC ISO-8601 with a Z."""
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def summarize(twin: Twin, *, reading_every_s: float = 60.0) -> dict[str, Any]:
+    """The JSON-ready summary of a twin's run so far."""
+    plan, rec, s, ph = twin.plan, twin.recorder, twin.state, twin.physics
+    stride = max(1, round(min(reading_every_s, 60.0) / rec.every))
+    t = rec.view("t")[::stride]
+    times = [iso(plan.start_epoch + x) for x in t]
+    lay = plan.layout
+    labels = [lay.gpu_label(g) for g in range(lay.n_gpus)]
+    return {
+        "schema": SCHEMA,
+        "scenario": plan.scenario.name,
+        "start": iso(plan.start_epoch),
+        "end": iso(plan.start_epoch + twin.t),
+        "simulated_s": twin.t,
+        "cluster": {"gpus": lay.n_gpus, "nodes": lay.n_nodes, "racks": lay.n_racks, "rows": lay.n_rows,
+                    "card": plan.card.name, "tdp_w": plan.card.tdp_w, "slowdown_c": plan.card.slowdown_c,
+                    "shutdown_c": plan.card.shutdown_c},
+        "sensors": {
+            sp.name: {"kind": sp.kind, "unit": "celsius",
+                      "readings": [[ts, round(float(v), 2)] for ts, v in zip(times, rec.view("sensor_c")[::stride, k],
+                                                                             strict=True)]}
+            for k, sp in enumerate(plan.sensors)
+        },
+        "gpus": {
+            "peak_temperature_c": {lab: round(float(v), 2) for lab, v in zip(labels, s.peak_c, strict=True)},
+            "seconds_above_slowdown": {lab: float(v) for lab, v in zip(labels, s.above_slowdown_s, strict=True)
+                                       if v > 0},
+            "lost": [labels[g] for g in np.flatnonzero(s.lost)],
+            "hottest": {"gpu": labels[int(np.argmax(s.peak_c))], "temperature_c": round(float(s.peak_c.max()), 2)},
+        },
+        "jobs": [{"name": jp.spec.name, "id": jp.spec.id, "status": twin.workload.job_status[j],
+                  "progress_steps": round(twin.workload.progress(j, twin.t), 1)} for j, jp in enumerate(plan.jobs)],
+        "nodes_down": [lay.node_names[n] for n in np.flatnonzero(~s.node_up)],
+        "nodes_drained": [lay.node_names[n] for n in np.flatnonzero(s.node_drained)],
+        "energy": {"it_kwh": ph.it_j / J_PER_KWH, "facility_kwh": ph.facility_j / J_PER_KWH,
+                   "busy_wait_kwh": ph.spin_j / J_PER_KWH, "cooling_removed_kwh": ph.cooling_j / J_PER_KWH,
+                   "peak_pue": round(float(rec.view("pue").max()), 3)},
+        "events": [e.to_json() for e in sorted(twin.events, key=lambda e: e.time)],
+    }
+
+
+@dataclass
+class EventGroup:
+    """Events of one class within a window, from one or many hosts: one row for people."""
+
+    first: Event
+    count: int = 1
+    hosts: list[str] = field(default_factory=list)
+
+    def detail(self, limit: int = 6) -> str:
+        """`node-gpu-01, node-gpu-02, ... (+510 more)`."""
+        uniq = sorted(set(self.hosts))
+        more = f" (+{len(uniq) - limit} more)" if len(uniq) > limit else ""
+        return ", ".join(uniq[:limit]) + more
+
+
+def group_events(events: Iterable[Event], *, window_s: float = 60.0, min_severity: Severity = Severity.INFO,
+                 skip: frozenset[str] = frozenset()) -> list[EventGroup]:
+    """Merge events of the same class and source that start within `window_s` of the group's first."""
+    groups: list[EventGroup] = []
+    open_: dict[tuple[str, str], EventGroup] = {}
+    for e in sorted(events, key=lambda e: e.time):
+        if e.severity < min_severity or e.cls in skip:
+            continue
+        key = (e.source, e.cls)
+        g = open_.get(key)
+        if g is not None and e.time - g.first.time <= window_s:
+            g.count += 1
+            g.hosts.append(e.host)
+            continue
+        g = EventGroup(e, 1, [e.host])
+        open_[key] = g
+        groups.append(g)
+    return groups

@@ -1,0 +1,203 @@
+"""Jobs, communicators and processes on the twin: progress, collective semantics, memory, signals.
+
+A job places one rank (one process) on each GPU of its nodes, grouped into communicators.
+When one rank stops progressing, every other rank of its communicator ends up spinning in the
+collective (after a pipeline-stage delay) with nothing logged, unless the job set an NCCL
+timeout. A rank that exits while its communicator is healthy makes the peers abort; peers
+already blocked in a deadlocked collective keep spinning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from coldaisle.sim.events import EventClass as E
+from coldaisle.sim.resolve import JobPlan
+from coldaisle.sim.state import Work
+from coldaisle.telemetry.events import Severity
+
+if TYPE_CHECKING:
+    from coldaisle.sim.twin import Twin
+
+FIRST_PID = 12849  # the report's python3 process id; each node allocates upwards from here
+
+
+@dataclass
+class Group:
+    """One communicator: its GPUs, status and progress counter."""
+
+    job: int
+    gpus: np.ndarray
+    status: str = "running"  # running | stalled | failed | ended
+    progress: float = 0.0
+    since: float = 0.0
+    stalled_gpu: int = -1
+
+
+class Workload:
+    """Process table and job state of the twin."""
+
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+        n = twin.plan.layout.n_gpus
+        self.pid = np.zeros(n, np.int64)
+        self.group_of = np.full(n, -1, np.int32)
+        self.dstate = np.zeros(n, bool)
+        self.exit_at = np.full(n, np.inf)
+        self.groups: list[Group] = []
+        self.job_status = ["pending"] * len(twin.plan.jobs)
+        self._next_pid = np.full(twin.plan.layout.n_nodes, FIRST_PID, np.int64)
+        self.kv: dict[int, list[float]] = {}  # gpu -> [rate, bytes left, request bytes, spilling]
+
+    # -- jobs -------------------------------------------------------------------------------
+    def start_job(self, j: int, t: float) -> None:
+        """Place job j's ranks on its GPUs that are up, undrained and free."""
+        jp = self.twin.plan.jobs[j]
+        self.job_status[j] = "running"
+        self.twin.emit(t, self._host(jp.gpus[0]), "slurm", E.JOB_START, Severity.INFO, job=jp.spec.name,
+                       job_id=jp.spec.id, nodes=len(set(self.twin.plan.layout.gpu_node[jp.gpus])),
+                       user=jp.spec.user)
+        for gpus in jp.groups:
+            ok = gpus[self._usable(gpus)]
+            if ok.size == 0:
+                continue
+            gi = len(self.groups)
+            self.groups.append(Group(j, ok, since=t))
+            for g in ok:
+                self._spawn(int(g), gi, jp, t)
+
+    def _usable(self, gpus: np.ndarray) -> np.ndarray:
+        s = self.twin.state
+        nodes = self.twin.plan.layout.gpu_node[gpus]
+        return s.node_up[nodes] & ~s.node_drained[nodes] & ~s.lost[gpus] & (self.pid[gpus] == 0)
+
+    def _spawn(self, g: int, gi: int, jp: JobPlan, t: float) -> None:
+        s, node = self.twin.state, int(self.twin.plan.layout.gpu_node[g])
+        self.pid[g] = self._next_pid[node]
+        self._next_pid[node] += 1
+        self.group_of[g] = gi
+        s.work[g] = Work.COMPUTE
+        s.demand[Work.COMPUTE, g] = jp.spec.compute_power
+        s.demand[Work.SPIN, g] = jp.spec.spin_power
+        s.memory_bytes[g] = jp.spec.memory_per_gpu
+        if self.twin.plan.layout.gpu_local[g] == 0:
+            self.twin.emit(t, self._host(g), "nccl", E.NCCL_INIT, Severity.INFO, pid=int(self.pid[g]),
+                           tid=int(self.pid[g]) + 101, rank=int(np.searchsorted(jp.gpus, g)), gpu=0,
+                           job=jp.spec.name)
+
+    def progress(self, j: int, t: float) -> float:
+        """Steps completed by job j (summed over its communicators)."""
+        rate = self.twin.plan.jobs[j].spec.steps_per_second
+        return sum(g.progress + (rate * (t - g.since) if g.status == "running" else 0.0)
+                   for g in self.groups if g.job == j)
+
+    def _freeze(self, gr: Group, t: float) -> None:
+        rate = self.twin.plan.jobs[gr.job].spec.steps_per_second
+        if gr.status == "running":
+            gr.progress += rate * (t - gr.since)
+        gr.since = t
+
+    # -- faults -----------------------------------------------------------------------------
+    def stall_rank(self, g: int, t: float, op: str = "ALLREDUCE") -> bool:
+        """Rank on GPU g stops progressing; its communicator deadlocks. False if no running rank there."""
+        gi = int(self.group_of[g])
+        if gi < 0 or self.groups[gi].status != "running":
+            return False
+        gr, jp = self.groups[gi], self.twin.plan.jobs[self.groups[gi].job]
+        self._freeze(gr, t)
+        gr.status, gr.stalled_gpu = "stalled", g
+        self.twin.state.work[g] = Work.STALLED
+        self.twin.truth(t, self._host(g), "collective_deadlock", gpu=int(self.twin.plan.layout.gpu_local[g]),
+                        job=jp.spec.name, op=op, ranks=len(gr.gpus))
+        stage = jp.stage[np.searchsorted(jp.gpus, gr.gpus)]
+        mine = jp.stage[np.searchsorted(jp.gpus, g)]
+        hops = np.abs(stage - mine)
+        for h in np.unique(hops):
+            peers = gr.gpus[(hops == h) & (gr.gpus != g)]
+            self.twin.at(t + max(float(h), 1.0) * jp.spec.stage_delay, self._spin, peers, gi)
+        if jp.spec.nccl_timeout is not None:
+            self.twin.at(t + jp.spec.nccl_timeout, self._watchdog, gi, op)
+        return True
+
+    def _spin(self, t: float, peers: np.ndarray, gi: int) -> None:
+        s = self.twin.state
+        live = peers[(self.group_of[peers] == gi) & (s.work[peers] == Work.COMPUTE)]
+        s.work[live] = Work.SPIN
+
+    def _watchdog(self, t: float, gi: int, op: str) -> None:
+        gr = self.groups[gi]
+        if gr.status != "stalled":
+            return
+        jp = self.twin.plan.jobs[gr.job]
+        timeout_ms = int(jp.spec.nccl_timeout * 1000)
+        for g in gr.gpus[(self.group_of[gr.gpus] == gi) & (gr.gpus != gr.stalled_gpu)]:
+            self.twin.emit(t, self._host(g), "torch", E.NCCL_WATCHDOG_TIMEOUT, Severity.ERROR,
+                           rank=int(np.searchsorted(jp.gpus, g)), pid=int(self.pid[g]), op=op,
+                           seq=int(gr.progress) + 1, timeout_ms=timeout_ms, ran_ms=timeout_ms + 12,
+                           job=jp.spec.name)
+            self.exit(int(g), t, "nccl watchdog timeout")
+
+    # -- processes --------------------------------------------------------------------------
+    def exit(self, g: int, t: float, why: str) -> None:
+        """The process on GPU g is gone: memory freed, GPU idle, its communicator reacts."""
+        gi = int(self.group_of[g])
+        if self.pid[g] == 0:
+            return
+        s = self.twin.state
+        self.twin.truth(t, self._host(g), "process_exit", pid=int(self.pid[g]),
+                        gpu=int(self.twin.plan.layout.gpu_local[g]), why=why)
+        self.pid[g], self.group_of[g], self.dstate[g], self.exit_at[g] = 0, -1, False, np.inf
+        self.kv.pop(g, None)
+        s.memory_bytes[g] = 0.0
+        if s.work[g] != Work.OFF:
+            s.work[g] = Work.IDLE
+        if gi >= 0:
+            self._after_exit(gi, t)
+
+    def _after_exit(self, gi: int, t: float) -> None:
+        gr = self.groups[gi]
+        alive = gr.gpus[self.group_of[gr.gpus] == gi]
+        if gr.status == "running":
+            self._freeze(gr, t)
+            gr.status = "failed"
+            for g in alive:
+                self.twin.at(t + 2.0, lambda tt, g=int(g): self.exit(g, tt, "peer exited"))
+        if alive.size == 0 and gr.status != "ended":
+            gr.status = "ended" if gr.status != "failed" else "failed"
+            self._maybe_job_end(gr.job, t)
+
+    def _maybe_job_end(self, j: int, t: float) -> None:
+        mine = [g for g in self.groups if g.job == j]
+        if self.job_status[j] == "running" and all((self.group_of[g.gpus] < 0).all() for g in mine):
+            failed = any(g.status == "failed" for g in mine)
+            self.job_status[j] = "failed" if failed else "ended"
+            jp = self.twin.plan.jobs[j]
+            self.twin.emit(t, self._host(jp.gpus[0]), "slurm", E.JOB_END, Severity.INFO, job=jp.spec.name,
+                           job_id=jp.spec.id, state="FAILED" if failed else "CANCELLED")
+
+    def signal(self, g: int, sig: str, t: float) -> str:
+        """Deliver SIGTERM/SIGKILL to the process on GPU g; returns what happened."""
+        if self.pid[g] == 0:
+            return "no such process"
+        if self.dstate[g]:
+            return "unkillable: process is in D state (uninterruptible sleep)"
+        if sig == "SIGKILL":
+            self.exit(g, t, "SIGKILL")
+            return "killed"
+        grace = self.twin.plan.jobs[self.groups[int(self.group_of[g])].job].spec.term_grace
+        if np.isinf(self.exit_at[g]):
+            self.exit_at[g] = t + grace
+            pid = int(self.pid[g])
+            self.twin.at(t + grace, lambda tt, g=g, pid=pid: self._term(g, pid, tt))
+        return "terminating"
+
+    def _term(self, g: int, pid: int, t: float) -> None:
+        if self.pid[g] == pid and not self.dstate[g]:
+            self.exit(g, t, "SIGTERM")
+
+    def _host(self, g: int) -> str:
+        lay = self.twin.plan.layout
+        return lay.node_names[int(lay.gpu_node[g])]
