@@ -47,3 +47,7 @@ class BackendUnavailable(ColdaisleError):
     """The requested telemetry backend cannot run on this host (no NVML library, no GPU)."""
 
     exit_code = 3
+
+
+class PowerLimitError(ColdaisleError):
+    """A power limit could not be set: out of range, not permitted, not supported or device gone."""

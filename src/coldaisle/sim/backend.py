@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coldaisle.errors import ColdaisleError
+from coldaisle.errors import ColdaisleError, PowerLimitError
 from coldaisle.sim import state as st
 from coldaisle.sim.twin import Twin
 from coldaisle.telemetry.frame import DeviceEvent, DeviceInfo, Frame, ProcessRows, ThrottleReason
@@ -103,7 +103,7 @@ class SimBackend:
         try:
             self.twin.set_power_limit(int(self.gpus[device]), watts)
         except ValueError as exc:
-            raise ColdaisleError(f"cannot set power limit of GPU {device}: {exc}") from None
+            raise PowerLimitError(f"cannot set the power limit of GPU {device}: {exc}") from None
 
     def close(self) -> None:
         """Nothing to release."""

@@ -108,6 +108,7 @@ def _cancel(twin: Twin, tf: TimedFault, t: float) -> None:
     if twin.workload.job_status[j] != "running":
         return
     twin.truth(t, "slurm", "job_cancelled", job=f.job, by=f.by)
+    twin.workload.cancelled.add(j)
     for g in twin.plan.jobs[j].gpus:
         if twin.workload.pid[g]:
             twin.workload.signal(int(g), "SIGTERM", t)

@@ -50,7 +50,7 @@ class Workload:
         self.groups: list[Group] = []
         self.job_status = ["pending"] * len(twin.plan.jobs)
         self._next_pid = np.full(twin.plan.layout.n_nodes, FIRST_PID, np.int64)
-        self.kv: dict[int, list[float]] = {}  # gpu -> [rate, bytes left, request bytes, spilling]
+        self.cancelled: set[int] = set()
 
     # -- jobs -------------------------------------------------------------------------------
     def start_job(self, j: int, t: float) -> None:
@@ -150,7 +150,6 @@ class Workload:
         self.twin.truth(t, self._host(g), "process_exit", pid=int(self.pid[g]),
                         gpu=int(self.twin.plan.layout.gpu_local[g]), why=why)
         self.pid[g], self.group_of[g], self.dstate[g], self.exit_at[g] = 0, -1, False, np.inf
-        self.kv.pop(g, None)
         s.memory_bytes[g] = 0.0
         if s.work[g] != Work.OFF:
             s.work[g] = Work.IDLE
@@ -165,18 +164,19 @@ class Workload:
             gr.status = "failed"
             for g in alive:
                 self.twin.at(t + 2.0, lambda tt, g=int(g): self.exit(g, tt, "peer exited"))
-        if alive.size == 0 and gr.status != "ended":
-            gr.status = "ended" if gr.status != "failed" else "failed"
+        if alive.size == 0 and gr.status not in ("ended", "failed"):
+            gr.status = "failed"  # a stalled communicator whose last rank died
+        if alive.size == 0:
             self._maybe_job_end(gr.job, t)
 
     def _maybe_job_end(self, j: int, t: float) -> None:
         mine = [g for g in self.groups if g.job == j]
         if self.job_status[j] == "running" and all((self.group_of[g.gpus] < 0).all() for g in mine):
-            failed = any(g.status == "failed" for g in mine)
-            self.job_status[j] = "failed" if failed else "ended"
+            state = "cancelled" if j in self.cancelled else "failed"
+            self.job_status[j] = state
             jp = self.twin.plan.jobs[j]
             self.twin.emit(t, self._host(jp.gpus[0]), "slurm", E.JOB_END, Severity.INFO, job=jp.spec.name,
-                           job_id=jp.spec.id, state="FAILED" if failed else "CANCELLED")
+                           job_id=jp.spec.id, state=state.upper())
 
     def signal(self, g: int, sig: str, t: float) -> str:
         """Deliver SIGTERM/SIGKILL to the process on GPU g; returns what happened."""

@@ -64,6 +64,7 @@ class Metric:
 METRICS: tuple[Metric, ...] = (
     Metric("temperature_c", "celsius", "GPU core temperature", "temperature.gpu"),
     Metric("memory_temperature_c", "celsius", "HBM temperature", "temperature.memory"),
+    # On A100 and older NVML's only power reading is instantaneous; NvmlBackend falls back to it there.
     Metric("power_w", "watts", "Power draw averaged over the last second", "power.draw.average"),
     Metric("power_instant_w", "watts", "Instantaneous power draw", "power.draw.instant"),
     Metric("power_limit_w", "watts", "Enforced power limit", "enforced.power.limit"),
@@ -150,7 +151,8 @@ class Frame:
     lost: NDArray[np.bool_]
     processes: ProcessRows = field(default_factory=ProcessRows.empty)
     events: tuple[DeviceEvent, ...] = ()
-    #: (metric, device) pairs the driver reported as not supported: a typed absence, not a zero.
+    #: (column, device) pairs the driver reported as not supported (a METRICS name or "throttle_reasons"):
+    #: a typed absence, not a zero.
     unsupported: frozenset[tuple[str, int]] = frozenset()
 
     def __post_init__(self) -> None:
