@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from coldaisle import __version__
@@ -18,6 +19,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Keep GPU clusters from cooking themselves and jobs from failing silently.")
 sim_app = typer.Typer(no_args_is_help=True, help="The digital twin: run scenarios on a simulated cluster.")
 app.add_typer(sim_app, name="sim")
+policy_app = typer.Typer(no_args_is_help=True, help="Validate and export policies.")
+app.add_typer(policy_app, name="policy")
 
 out = Console()
 err = Console(stderr=True)
@@ -85,6 +88,42 @@ def demo(
     out.print(f"\n[bold]HTML report:[/bold] {html.resolve()}")
 
 
+@policy_app.command("check")
+def policy_check(
+    file: Annotated[str, typer.Argument(help="Policy file, or `default` for the shipped one.")],
+) -> None:
+    """Validate FILE: schema, every condition compiled; errors name file:line:field."""
+    from coldaisle.policy.loader import load_policy
+
+    lp = load_policy(file)
+    out.print(f"{lp.source}: {len(lp.rules)} rules OK (mode: {lp.policy.mode})")
+    for cr in lp.rules:
+        rungs = ", ".join(f"{r.do}" + (f"+{r.after:g}s" if r.after else "") for r in cr.rule.actions)
+        out.print(f"  {cr.rule.name:32s} {cr.rule.scope:8s} for {cr.rule.for_:>4g} s  -> {rungs}", highlight=False)
+
+
+@policy_app.command("export")
+def policy_export(
+    file: Annotated[str, typer.Argument(help="Policy file, or `default`.")],
+    fmt: Annotated[str, typer.Option("--format", help="Only `prometheus` (alerting rules) for now.")] = "prometheus",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Export FILE as Prometheus alerting rules for fleet-level alerting."""
+    from coldaisle.policy.loader import load_policy
+    from coldaisle.policy.promql import export_prometheus
+
+    if fmt != "prometheus":
+        raise ColdaisleError(f"unknown export format {fmt!r}", hint="use --format prometheus", exit_code=2)
+    text = export_prometheus(load_policy(file))
+    if output is None:
+        sys.stdout.write(text)
+        return
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)
+    err.print(f"wrote {output}")
+
+
 @app.command()
 def version() -> None:
     """Print coldaisle's version."""
@@ -96,9 +135,9 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except ColdaisleError as exc:
-        err.print(f"[bold red]Error:[/bold red] {exc.message}", highlight=False, markup=True)
+        err.print(f"[bold red]Error:[/bold red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         if exc.hint:
-            err.print(f"[bold]Hint:[/bold] {exc.hint}", highlight=False)
+            err.print(f"[bold]Hint:[/bold] {escape(exc.hint)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

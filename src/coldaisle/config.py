@@ -91,8 +91,8 @@ def _data_path(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and any(part == v for v in node.values()):
             continue  # a discriminator value, e.g. `pcie_jitter` in timeline[0].pcie_jitter.node
-        elif isinstance(part, str) and ("[" in part or part.startswith("function")):
-            continue  # pydantic's own union-member tags
+        elif isinstance(part, str) and ("[" in part or part.startswith("function") or not isinstance(node, dict)):
+            continue  # pydantic's own union-member tags (`str`, `int`, `function-after[...]`)
         else:
             out.extend(loc[i:i + 1])
             break
@@ -106,6 +106,9 @@ def validation_to_config_error(exc: ValidationError, file: str, lines: dict[Loc,
     err = exc.errors()[0]
     loc = _data_path(tuple(p for p in err["loc"] if isinstance(p, (str, int))), data)
     msg = err["msg"]
+    if err["type"] == "union_tag_invalid":
+        tag = str(err.get("ctx", {}).get("discriminator", "")).strip("'")
+        loc = (*loc, tag) if tag else loc
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     elif msg.startswith("Value error, "):

@@ -90,16 +90,20 @@ class SimBackend:
         events = self.twin.events
         new = events[self._event_cursor:]
         self._event_cursor = len(events)
-        index = {d.pci_bus_id: i for i, d in enumerate(self._devices)}
-        nodes = {d.node for d in self._devices}
+        index = {(d.node, d.pci_bus_id): i for i, d in enumerate(self._devices)}
         out = []
         for e in new:
-            if e.cls in _XID_SOURCES and e.host in nodes and e.fields.get("pci") in index:
-                out.append(DeviceEvent(index[e.fields["pci"]], "xid", e.time, xid=int(e.fields["xid"])))
+            key = (e.host, e.fields.get("pci"))
+            if e.cls in _XID_SOURCES and key in index:
+                out.append(DeviceEvent(index[key], "xid", e.time, xid=int(e.fields["xid"])))
         return tuple(out)
 
     def set_power_limit(self, device: int, watts: float) -> None:
         """Set the enforced power limit of device `device` of this view."""
+        if not 0 <= device < len(self.gpus):
+            raise PowerLimitError(f"there is no GPU {device} in this view ({len(self.gpus)} GPUs)")
+        if self.twin.state.lost[self.gpus[device]]:
+            raise PowerLimitError(f"GPU {device} is lost; its power limit cannot be set")
         try:
             self.twin.set_power_limit(int(self.gpus[device]), watts)
         except ValueError as exc:

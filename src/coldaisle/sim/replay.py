@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def write_logs(twin: Twin, root: Path) -> None:
     with LogWriter(root, boot_times=boots, default_boot_time=plan.start_epoch - 3 * 86400) as logs:
         logs.write(sorted((e for e in twin.events if e.source != "twin"), key=lambda e: e.time))
     rec = twin.recorder
-    stride = max(1, round(60.0 / rec.every))
+    stride = max(1, math.floor(60.0 / rec.every + 1e-9))
     with SensorCsvWriter(root / "sensors.csv") as csv:
         for i in range(0, rec.n, stride):
             for k, sp in enumerate(plan.sensors):

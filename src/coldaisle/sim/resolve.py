@@ -100,8 +100,12 @@ def resolve(scenario: Scenario, lines: dict[Loc, int], file: str) -> Plan:
     at = Located(file, lines)
     layout = Layout(scenario.topology)
     card = _card(scenario, at)
-    if scenario.duration <= 0 or scenario.step <= 0 or scenario.record_every < scenario.step:
-        raise at.error(("record_every",), "needs duration > 0, step > 0 and record_every >= step")
+    if scenario.duration <= 0:
+        raise at.error(("duration",), "the duration must be positive")
+    if scenario.step <= 0:
+        raise at.error(("step",), "the step must be positive")
+    if scenario.record_every < scenario.step:
+        raise at.error(("record_every",), "record_every must be at least one step")
     _check_stability(scenario, at)
     jobs = tuple(_job(scenario, layout, at, i, job, card) for i, job in enumerate(scenario.jobs))
     names = [j.name for j in scenario.jobs]
@@ -250,6 +254,11 @@ def _fan_failures(scenario: Scenario, layout: Layout, at: Located, i: int, f: Fa
 def resolve_time(spec: Any, scenario: Scenario, at: Located, path: tuple[str | int, ...]) -> float:
     """Seconds after the scenario start for "03:04", "03:04:30", "+5 min" or an ISO timestamp."""
     start = datetime.fromtimestamp(scenario.start_epoch, tz=UTC)
+    if isinstance(spec, str) and "T" in spec:
+        try:
+            spec = datetime.fromisoformat(spec.strip())
+        except ValueError:
+            raise at.error(path, f"cannot read {spec!r} as an ISO timestamp") from None
     if isinstance(spec, datetime):
         when = spec if spec.tzinfo else spec.replace(tzinfo=UTC)
         offset = (when - start).total_seconds()

@@ -96,7 +96,7 @@ class Job(_Strict):
     user: str = "research"
     process: str = "python3"
     nodes: list[str] | str
-    start: str | int = "+0s"
+    start: str | int | datetime = "+0s"
     group_nodes: int | None = Field(None, ge=1, description="nodes per communicator (default: all)")
     pipeline_stages: int = Field(1, ge=1)
     stage_delay: Seconds = 1.0
@@ -109,7 +109,7 @@ class Job(_Strict):
 
 
 class _Fault(_Strict):
-    at: str | int
+    at: str | int | datetime
 
 
 class PcieJitter(_Fault):
@@ -162,7 +162,7 @@ class FanFailures(_Fault):
     """`count` fans fail at random (seeded) times between `at` and `until` in the given rows."""
 
     fault: Literal["fan_failures"]
-    until: str | int
+    until: str | int | datetime
     count: int = Field(ge=1)
     rows: list[int]
 

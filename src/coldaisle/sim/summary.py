@@ -7,6 +7,7 @@ slowdown, every event with its time, jobs, losses, and energy drawn.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ def iso(epoch: float) -> str:
 def summarize(twin: Twin, *, reading_every_s: float = 60.0) -> dict[str, Any]:
     """The JSON-ready summary of a twin's run so far."""
     plan, rec, s, ph = twin.plan, twin.recorder, twin.state, twin.physics
-    stride = max(1, round(min(reading_every_s, 60.0) / rec.every))
+    stride = max(1, math.floor(min(reading_every_s, 60.0) / rec.every + 1e-9))
     t = rec.view("t")[::stride]
     times = [iso(plan.start_epoch + x) for x in t]
     lay = plan.layout

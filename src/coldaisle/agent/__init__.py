@@ -1,0 +1,1 @@
+"""The node agent: sampling loop, host signals, Prometheus exporter, HTTP server."""

@@ -1,0 +1,156 @@
+"""The agent's sampling loop: Backend -> Frame -> history, policy engine -> Decisions -> action runner.
+
+One code path for a real node and the twin: the loop takes a Backend, a Clock, where host signals
+and job attribution come from, and an action runner; it never blocks on an action (the runner is
+asynchronous on a real node) and never dies from one bad reading or rule (reported, then skipped).
+Sampling is on a fixed-rate schedule with drift correction: a slow tick shortens the next sleep.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from coldaisle.actions.interface import Decision
+from coldaisle.policy.context import EvalContext, Jobs, Nodes
+from coldaisle.policy.engine import Engine
+from coldaisle.policy.history import History
+from coldaisle.policy.loader import LoadedPolicy
+from coldaisle.telemetry.backend import Backend
+from coldaisle.telemetry.clock import Clock
+from coldaisle.telemetry.frame import Frame
+
+log = logging.getLogger("coldaisle.agent")
+XID_MEMORY_S = 300.0
+
+
+class NodeSource(Protocol):
+    """Host signals per node, and which node each device is on."""
+
+    def nodes(self, frame: Frame) -> Nodes:
+        """Nodes for this Frame."""
+        ...
+
+
+class JobSource(Protocol):
+    """Which job each device and process belongs to, and per-job values (progress age)."""
+
+    def jobs(self, frame: Frame) -> Jobs:
+        """Jobs for this Frame."""
+        ...
+
+
+class Runner(Protocol):
+    """Where Decisions go (coldaisle.actions.runner.ActionRunner)."""
+
+    def submit(self, decision: Decision) -> None:
+        """Carry out (or queue) a Decision; never raises."""
+        ...
+
+
+class LocalNode:
+    """A single real node: every device is on it; host signals from a probe (or none)."""
+
+    def __init__(self, name: str, probe: Callable[[], dict[str, float]] | None = None) -> None:
+        self.name, self.probe = name, probe
+
+    def nodes(self, frame: Frame) -> Nodes:
+        """This host, with whatever its probe reports."""
+        values = {k: np.array([v]) for k, v in (self.probe() if self.probe else {}).items()}
+        return Nodes([self.name], np.zeros(len(frame), np.intp), values)
+
+
+class NoJobs:
+    """No job attribution (every device and process unattributed)."""
+
+    def jobs(self, frame: Frame) -> Jobs:
+        """Nothing is attributed."""
+        return Jobs()
+
+
+@dataclass
+class TickStats:
+    """What the last tick cost and found, for /metrics and /healthz."""
+
+    samples: int = 0
+    last_wall: float = float("nan")
+    last_duration_s: float = float("nan")
+    decisions: int = 0
+    errors: int = 0
+
+
+class Agent:
+    """Samples a Backend on a fixed interval and enforces a policy through a runner."""
+
+    def __init__(self, backend: Backend, policy: LoadedPolicy, runner: Runner, clock: Clock, *,
+                 interval_s: float = 1.0, nodes: NodeSource, jobs: JobSource | None = None,
+                 keep_frames: int = 120, on_tick: Callable[[Frame, Nodes, Jobs, list[Decision]], None] | None = None,
+                 note: Callable[[str], None] | None = None) -> None:
+        self.backend, self.policy, self.runner, self.clock = backend, policy, runner, clock
+        self.interval_s = interval_s
+        self.node_source, self.job_source = nodes, jobs or NoJobs()
+        self.note = note or (lambda msg: log.warning("%s", msg))
+        self.engine = Engine(policy.rules, wall=clock.time, note=self.note)
+        self.history = History(policy.windows, interval_s)
+        self.frames: deque[Frame] = deque(maxlen=keep_frames)
+        self.on_tick = on_tick
+        self.stats = TickStats()
+        n = len(backend.devices())
+        self._xid_code, self._xid_time = np.full(n, np.nan), np.full(n, -np.inf)
+
+    def tick(self) -> list[Decision]:
+        """One sample, one evaluation; Decisions are submitted to the runner and returned."""
+        t0 = self.clock.monotonic()
+        frame = self.backend.sample()
+        nodes, jobs = self.node_source.nodes(frame), self.job_source.jobs(frame)
+        ctx = EvalContext(frame, nodes, jobs, self.history, xid_last=self._xids(frame))
+        self.history.append(frame, {c: ctx.column(c, "device") for c in self.history.columns})
+        self.frames.append(frame)
+        decisions = self.engine.evaluate(ctx)
+        for d in decisions:
+            self.runner.submit(d)
+        self.stats.samples += 1
+        self.stats.decisions += len(decisions)
+        self.stats.last_wall = frame.wall_time
+        self.stats.last_duration_s = self.clock.monotonic() - t0
+        if self.on_tick:
+            self.on_tick(frame, nodes, jobs, decisions)
+        return decisions
+
+    def _xids(self, frame: Frame) -> np.ndarray:
+        for ev in frame.events:
+            if ev.kind == "xid" and ev.xid is not None and 0 <= ev.device < self._xid_code.size:
+                self._xid_code[ev.device], self._xid_time[ev.device] = ev.xid, frame.monotonic
+        return np.where(frame.monotonic - self._xid_time <= XID_MEMORY_S, self._xid_code, np.nan)
+
+    def run(self, *, stop: threading.Event | None = None, until: float | None = None) -> None:
+        """Tick every `interval_s` until `stop` is set or the clock's monotonic time reaches `until`."""
+        next_at = self.clock.monotonic()
+        while not (stop and stop.is_set()) and (until is None or self.clock.monotonic() < until - 1e-9):
+            try:
+                self.tick()
+            except Exception as exc:  # one bad reading never kills the daemon
+                self.stats.errors += 1
+                self.note(f"tick failed: {type(exc).__name__}: {exc}")
+            next_at += self.interval_s
+            delay = next_at - self.clock.monotonic()
+            if delay < 0:  # fell behind: skip missed slots rather than bursting
+                next_at = self.clock.monotonic()
+                delay = 0.0
+            if until is not None:
+                delay = min(delay, max(until - self.clock.monotonic(), 0.0))
+            if delay > 0:
+                if stop is not None and not _is_sim(self.clock):
+                    stop.wait(delay)
+                else:
+                    self.clock.sleep(delay)
+
+
+def _is_sim(clock: Clock) -> bool:
+    return type(clock).__name__ == "SimClock"

@@ -1,0 +1,1 @@
+"""Declarative policy: rules over Frame columns, compiled safely to vectorised numpy, and the engine."""

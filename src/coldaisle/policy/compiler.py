@@ -1,0 +1,216 @@
+"""A small safe compiler: condition text -> vectorised numpy over every subject of a Frame at once.
+
+The text is parsed with `ast.parse(mode="eval")` and only a whitelist of node types is accepted:
+and/or/not, comparisons (incl. `in (..)`), + - * /, numbers, known names and known functions. Nothing is
+ever evaluated by Python; each node becomes a closure over numpy arrays. Unknown names, wrong types
+(a number where a condition is needed) and per-device values in a node or job rule without an aggregate
+are refused at load, with the column where the problem starts.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from coldaisle.policy import names as N
+from coldaisle.policy.schema import Scope
+
+Fn = Callable[[Any], Any]  # ctx -> ndarray or float
+
+
+class CompileError(ValueError):
+    """A condition that cannot be compiled; `offset` is the column in the expression text."""
+
+    def __init__(self, message: str, offset: int = 0) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A compiled sub-expression: how to compute it, at which level, of which kind."""
+
+    fn: Fn
+    level: str  # const | device | process | node | job
+    kind: str  # num | bool
+    windows: dict[str, float] = field(default_factory=dict)  # device columns needing history -> seconds
+
+
+_CMP = {ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le,
+        ast.Eq: operator.eq, ast.NotEq: operator.ne}
+_ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+#: levels a value may be lifted from, per subject level
+_LIFT = {"device": ("const", "node", "job", "device"), "process": ("const", "node", "job", "device", "process"),
+         "node": ("const", "node"), "job": ("const", "job")}
+
+
+class Compiler:
+    """Compiles the expressions of one rule for its scope (device, process, node or job)."""
+
+    def __init__(self, scope: Scope, lets: dict[str, Expr] | None = None) -> None:
+        self.scope = str(scope)
+        self.lets = dict(lets or {})
+
+    def compile(self, text: str, *, want: str = "bool") -> Expr:
+        """Compile `text`; the result is lifted to the scope's subjects and must be of kind `want`."""
+        try:
+            tree = ast.parse(text.strip(), mode="eval")
+        except SyntaxError as exc:
+            raise CompileError(f"not a valid expression: {exc.msg}", (exc.offset or 1) - 1) from None
+        expr = self._node(tree.body, self.scope)
+        if expr.kind != want:
+            raise CompileError(f"this is a {_kind(expr.kind)}, a {_kind(want)} is needed here")
+        return self.lift(expr, self.scope, tree.body)
+
+    # -- lifting between levels ---------------------------------------------------------------
+    def lift(self, e: Expr, to: str, node: ast.AST) -> Expr:
+        """Express `e` per subject of level `to` (gather a node's value onto its devices, etc.)."""
+        if e.level in (to, "const"):
+            return e if e.level == to else Expr(lambda c, f=e.fn, t=to: c.broadcast(f(c), t), to, e.kind, e.windows)
+        if e.level not in _LIFT[to]:
+            raise CompileError(_level_error(e.level, to), _col(node))
+        return Expr(lambda c, f=e.fn, a=e.level, b=to: c.gather(f(c), a, b), to, e.kind, e.windows)
+
+    def _unify(self, a: Expr, b: Expr, node: ast.AST, within: str) -> tuple[Expr, Expr, str]:
+        order = _LIFT[within]
+        levels = [x.level for x in (a, b) if x.level != "const"]
+        for lv in levels:
+            if lv not in order:
+                raise CompileError(_level_error(lv, within), _col(node))
+        top = max(levels, key=order.index) if levels else "const"
+        return (self.lift(a, top, node) if top != "const" else a), (self.lift(b, top, node) if top != "const"
+                                                                   else b), top
+
+    # -- nodes --------------------------------------------------------------------------------
+    def _node(self, node: ast.AST, within: str) -> Expr:
+        handler = getattr(self, f"_{type(node).__name__}", None)
+        if handler is None:
+            raise CompileError(f"{type(node).__name__.lower()} is not allowed in a condition", _col(node))
+        return handler(node, within)
+
+    def _Constant(self, node: ast.Constant, within: str) -> Expr:
+        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+            raise CompileError("only numbers are allowed as constants", _col(node))
+        v = float(node.value)
+        return Expr(lambda c, v=v: v, "const", "num")
+
+    def _Name(self, node: ast.Name, within: str) -> Expr:
+        name = node.id
+        if name in self.lets:
+            return self.lets[name]
+        if name in N.CONSTANTS:
+            v = N.CONSTANTS[name]
+            return Expr(lambda c, v=v: v, "const", "num")
+        for level, table in (("device", N.DEVICE), ("process", N.PROCESS), ("node", N.NODE), ("job", N.JOB)):
+            if name in table:
+                return Expr(lambda c, n=name, lv=level: c.column(n, lv), level, "num")
+        known = [*self.lets, *N.DEVICE, *N.PROCESS, *N.NODE, *N.JOB, *N.CONSTANTS]
+        close = difflib.get_close_matches(name, known, n=1)
+        raise CompileError(f"unknown name {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""), _col(node))
+
+    def _BoolOp(self, node: ast.BoolOp, within: str) -> Expr:
+        parts = [self._node(v, within) for v in node.values]
+        for p, v in zip(parts, node.values, strict=True):
+            if p.kind != "bool":
+                raise CompileError("`and`/`or` need conditions on both sides", _col(v))
+        acc = parts[0]
+        op = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        for p in parts[1:]:
+            a, b, lv = self._unify(acc, p, node, within)
+            acc = Expr(lambda c, f=a.fn, g=b.fn, op=op: op(f(c), g(c)), lv, "bool", merge_windows(a.windows, b.windows))
+        return acc
+
+    def _UnaryOp(self, node: ast.UnaryOp, within: str) -> Expr:
+        e = self._node(node.operand, within)
+        if isinstance(node.op, ast.Not):
+            if e.kind != "bool":
+                raise CompileError("`not` needs a condition", _col(node))
+            return Expr(lambda c, f=e.fn: np.logical_not(f(c)), e.level, "bool", e.windows)
+        if isinstance(node.op, ast.USub) and e.kind == "num":
+            return Expr(lambda c, f=e.fn: -f(c), e.level, "num", e.windows)
+        raise CompileError("this unary operator is not allowed", _col(node))
+
+    def _BinOp(self, node: ast.BinOp, within: str) -> Expr:
+        op = _ARITH.get(type(node.op))
+        if op is None:
+            raise CompileError("only + - * / are allowed", _col(node))
+        a, b = self._node(node.left, within), self._node(node.right, within)
+        if a.kind != "num" or b.kind != "num":
+            raise CompileError("arithmetic needs numbers on both sides", _col(node))
+        a, b, lv = self._unify(a, b, node, within)
+
+        def fn(c: Any, f: Fn = a.fn, g: Fn = b.fn, op: Callable[..., Any] = op) -> Any:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return op(f(c), g(c))
+
+        return Expr(fn, lv, "num", merge_windows(a.windows, b.windows))
+
+    def _Compare(self, node: ast.Compare, within: str) -> Expr:
+        left = self._node(node.left, within)
+        out: Expr | None = None
+        for op, right_node in zip(node.ops, node.comparators, strict=True):
+            if isinstance(op, (ast.In, ast.NotIn)):
+                cmp = self._membership(left, op, right_node)
+            else:
+                right = self._node(right_node, within)
+                if left.kind != "num" or right.kind != "num":
+                    raise CompileError("comparisons need numbers on both sides", _col(node))
+                a, b, lv = self._unify(left, right, node, within)
+                f = _CMP[type(op)]
+                cmp = Expr(lambda c, x=a.fn, y=b.fn, f=f: f(x(c), y(c)), lv, "bool",
+                           merge_windows(a.windows, b.windows))
+                left = right
+            out = cmp if out is None else self._and(out, cmp, node, within)
+        assert out is not None
+        return out
+
+    def _and(self, a: Expr, b: Expr, node: ast.AST, within: str) -> Expr:
+        a, b, lv = self._unify(a, b, node, within)
+        return Expr(lambda c, f=a.fn, g=b.fn: np.logical_and(f(c), g(c)), lv, "bool",
+                    merge_windows(a.windows, b.windows))
+
+    def _membership(self, left: Expr, op: ast.cmpop, right: ast.AST) -> Expr:
+        if not isinstance(right, (ast.Tuple, ast.List)) or not all(
+                isinstance(x, ast.Constant) and isinstance(x.value, (int, float)) for x in right.elts):
+            raise CompileError("`in` needs a list of numbers, e.g. xid in (48, 79)", _col(right))
+        values = np.array([float(x.value) for x in right.elts])  # type: ignore[attr-defined]
+        neg = isinstance(op, ast.NotIn)
+        return Expr(lambda c, f=left.fn, v=values, n=neg: np.isin(f(c), v, invert=n), left.level, "bool",
+                    left.windows)
+
+    def _Call(self, node: ast.Call, within: str) -> Expr:
+        from coldaisle.policy.functions import compile_call
+
+        if not isinstance(node.func, ast.Name) or node.keywords:
+            raise CompileError("only plain calls of known functions are allowed", _col(node))
+        return compile_call(self, node, within)
+
+
+def merge_windows(*parts: dict[str, float]) -> dict[str, float]:
+    """Union of history needs, keeping the longest window per column."""
+    out: dict[str, float] = {}
+    for part in parts:
+        for k, v in part.items():
+            out[k] = max(out.get(k, 0.0), v)
+    return out
+
+
+def _col(node: ast.AST) -> int:
+    return int(getattr(node, "col_offset", 0))
+
+
+def _kind(kind: str) -> str:
+    return "condition" if kind == "bool" else "number"
+
+
+def _level_error(level: str, to: str) -> str:
+    if to in ("node", "job") and level == "device":
+        return (f"a per-GPU value in a {to} rule needs an aggregate, "
+                "such as max(temperature_c) or share(utilization_gpu > 95)")
+    return f"a per-{level} value cannot be used in a {to} rule"

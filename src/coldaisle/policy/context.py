@@ -1,0 +1,146 @@
+"""What a condition sees: one Frame's columns, host signals per node, jobs, and the recent history.
+
+The context is built once per sample and shared by every rule. Per-device columns come straight from
+the Frame (no copies); per-node and per-job values are small arrays; `gather` moves values between
+levels (a node's PSI onto each of its GPUs, a GPU's temperature onto each of its processes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from coldaisle.policy.functions import reduce_groups
+from coldaisle.policy.history import History, time_to, windowed
+from coldaisle.telemetry.frame import Frame, ThrottleReason
+
+_THERMAL = np.uint64(ThrottleReason.SW_THERMAL_SLOWDOWN | ThrottleReason.HW_THERMAL_SLOWDOWN)
+_POWER = np.uint64(ThrottleReason.SW_POWER_CAP)
+_STATIC = {"slowdown_c": "slowdown_temperature_c", "shutdown_c": "shutdown_temperature_c",
+           "power_default_limit_w": "power_default_limit_w", "power_min_limit_w": "power_min_limit_w",
+           "power_max_limit_w": "power_max_limit_w"}
+
+
+@dataclass
+class Jobs:
+    """Which job each device and process belongs to, and per-job values such as progress age."""
+
+    names: Sequence[str] = ()
+    of_device: np.ndarray | None = None  # job index per device, -1 = none
+    of_process: np.ndarray | None = None  # job index per process row, -1 = none
+    values: Mapping[str, np.ndarray] = field(default_factory=dict)  # e.g. job_progress_age_s per job
+
+
+@dataclass
+class Nodes:
+    """Which node each device belongs to (one node on a real host, many in a simulated cluster)."""
+
+    names: Sequence[str]
+    of_device: np.ndarray
+    values: Mapping[str, np.ndarray] = field(default_factory=dict)  # host signals per node
+
+
+class EvalContext:
+    """Columns and helpers the compiled closures call."""
+
+    def __init__(self, frame: Frame, nodes: Nodes, jobs: Jobs, history: History,
+                 xid_last: np.ndarray | None = None, process_d_state: np.ndarray | None = None) -> None:
+        self.frame, self.nodes, self.jobs, self.history = frame, nodes, jobs, history
+        self.now = frame.monotonic
+        self.n = len(frame)
+        p = frame.processes
+        self.proc_device = p.device.astype(np.intp)
+        self.proc_node = nodes.of_device[self.proc_device] if len(p) else np.zeros(0, np.intp)
+        self.job_of_device = jobs.of_device if jobs.of_device is not None else np.full(self.n, -1)
+        self.job_of_process = jobs.of_process if jobs.of_process is not None else np.full(len(p), -1)
+        self._xid = xid_last if xid_last is not None else np.full(self.n, np.nan)
+        self._dstate = process_d_state if process_d_state is not None else np.zeros(len(p))
+        self._cache: dict[str, Any] = {}
+
+    def size(self, level: str) -> int:
+        """How many subjects a level has."""
+        return {"device": self.n, "process": len(self.frame.processes), "node": len(self.nodes.names),
+                "job": len(self.jobs.names)}[level]
+
+    def column(self, name: str, level: str) -> np.ndarray:
+        """A named column at its level."""
+        if name in self._cache:
+            return self._cache[name]
+        value = getattr(self, f"_{level}_column")(name)
+        self._cache[name] = value
+        return value
+
+    def _device_column(self, name: str) -> np.ndarray:
+        f = self.frame
+        if name == "lost":
+            return f.lost.astype(float)
+        if name == "thermal_throttled":
+            return ((f.throttle_reasons & _THERMAL) != 0).astype(float)
+        if name == "power_capped":
+            return ((f.throttle_reasons & _POWER) != 0).astype(float)
+        if name == "xid":
+            return self._xid
+        if name in _STATIC:
+            return self._static(_STATIC[name])
+        return f.column(name)
+
+    def _static(self, attr: str) -> np.ndarray:
+        return np.array([getattr(d, attr) for d in self.frame.devices], dtype=float)
+
+    def _process_column(self, name: str) -> np.ndarray:
+        p = self.frame.processes
+        if name == "process_memory_bytes":
+            return p.used_memory_bytes
+        if name == "process_d_state":
+            return np.asarray(self._dstate, dtype=float)
+        mem = np.nan_to_num(p.used_memory_bytes)
+        per_device = np.bincount(self.proc_device, weights=mem, minlength=self.n)
+        count = np.bincount(self.proc_device, minlength=self.n)
+        share = np.where(per_device[self.proc_device] > 0, mem / np.maximum(per_device[self.proc_device], 1.0),
+                         1.0 / np.maximum(count[self.proc_device], 1))
+        return self.frame.power_w[self.proc_device] * share
+
+    def _node_column(self, name: str) -> np.ndarray:
+        v = self.nodes.values.get(name)
+        return np.asarray(v, dtype=float) if v is not None else np.full(len(self.nodes.names), np.nan)
+
+    def _job_column(self, name: str) -> np.ndarray:
+        v = self.jobs.values.get(name)
+        return np.asarray(v, dtype=float) if v is not None else np.full(len(self.jobs.names), np.nan)
+
+    # -- level moves ----------------------------------------------------------------------------
+    def broadcast(self, value: Any, level: str) -> np.ndarray:
+        """A constant as one value per subject of `level`."""
+        return np.full(self.size(level), value)
+
+    def gather(self, values: np.ndarray, src: str, dst: str) -> np.ndarray:
+        """Values of level `src` onto the subjects of level `dst` they belong to."""
+        index = {("device", "process"): self.proc_device, ("node", "device"): self.nodes.of_device,
+                 ("node", "process"): self.proc_node, ("job", "device"): self.job_of_device,
+                 ("job", "process"): self.job_of_process}[(src, dst)]
+        values = np.asarray(values)
+        if values.size == 0:
+            return np.zeros(index.shape, dtype=values.dtype) if values.dtype == bool else np.full(index.shape, np.nan)
+        out = values[np.maximum(index, 0)]
+        if (index < 0).any():
+            out = np.where(index < 0, False if values.dtype == bool else np.nan, out)
+        return out
+
+    def reduce(self, op: str, values: np.ndarray, scope: str) -> np.ndarray:
+        """Aggregate per-device values over each node or job."""
+        groups = self.nodes.of_device if scope == "node" else self.job_of_device
+        return reduce_groups(op, values, np.asarray(groups), self.size(scope))
+
+    # -- history --------------------------------------------------------------------------------
+    def windowed(self, kind: str, column: str, seconds: float) -> np.ndarray:
+        """rate/delta/avg_over/max_over of a per-device column."""
+        t, x = self.history.window(column, seconds, self.now)
+        return windowed(kind, t, x)
+
+    def time_to(self, column: str, limit: np.ndarray, seconds: float) -> np.ndarray:
+        """Seconds until a per-device column reaches `limit` at its recent slope."""
+        t, x = self.history.window(column, seconds, self.now)
+        return time_to(t, x, limit)

@@ -1,0 +1,178 @@
+"""The policy engine: Frames in, Decisions out.
+
+Each rule's condition is evaluated over all its subjects at once (a numpy mask). Python touches only
+subjects that are true or already tracked: a `for` timer (pending), firing with an escalation ladder
+whose rungs fire `after` their grace while the condition still holds, a clear condition (hysteresis),
+a cooldown before the same subject can fire again, power caps restored on clear, and a per-rule
+hourly limit on destructive actions. The engine holds no IO: actions are the runner's business.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from coldaisle.actions.interface import ActionKind, Decision, Target
+from coldaisle.policy.context import EvalContext
+from coldaisle.policy.loader import CompiledRule
+
+DESTRUCTIVE = {ActionKind.SIGTERM, ActionKind.SIGKILL, ActionKind.DRAIN}
+
+
+@dataclass
+class Track:
+    """One subject of one rule: pending since, firing since, next rung, caps to restore."""
+
+    pending_since: float
+    fired_at: float | None = None
+    next_rung: int = 0
+    capped: dict[int, str] = field(default_factory=dict)  # device index -> node
+
+
+@dataclass
+class RuleView:
+    """A rule's state for /metrics, `coldaisle top` and the demo."""
+
+    name: str
+    pending: int
+    firing: int
+    next_fire_in_s: float | None
+
+
+class Engine:
+    """Evaluates compiled rules against an EvalContext and returns the Decisions to carry out."""
+
+    def __init__(self, rules: list[CompiledRule], *, wall: Callable[[], float],
+                 note: Callable[[str], None] | None = None) -> None:
+        self.rules = [r for r in rules if r.rule.enabled]
+        self.wall = wall
+        self.note = note or (lambda _msg: None)
+        self.tracks: dict[str, dict[Hashable, Track]] = {r.rule.name: {} for r in self.rules}
+        self.cooldown: dict[tuple[str, Hashable], float] = {}
+        self._spent: dict[str, deque[float]] = {r.rule.name: deque() for r in self.rules}
+        self.errors: dict[str, str] = {}
+
+    def evaluate(self, ctx: EvalContext) -> list[Decision]:
+        """All Decisions due at this sample; a rule that fails is reported and skipped."""
+        out: list[Decision] = []
+        for cr in self.rules:
+            try:
+                out.extend(self._rule(cr, ctx))
+                self.errors.pop(cr.rule.name, None)
+            except Exception as exc:  # one bad rule never stops the others
+                msg = f"rule {cr.rule.name} failed: {type(exc).__name__}: {exc}"
+                if self.errors.get(cr.rule.name) != msg:
+                    self.note(msg)
+                self.errors[cr.rule.name] = msg
+        return out
+
+    def views(self, now: float) -> list[RuleView]:
+        """Pending and firing counts per rule, and how long until the next pending one fires."""
+        views = []
+        for cr in self.rules:
+            tracks = self.tracks[cr.rule.name].values()
+            pending = [t for t in tracks if t.fired_at is None]
+            nxt = min((t.pending_since + cr.rule.for_ - now for t in pending), default=None)
+            views.append(RuleView(cr.rule.name, len(pending), len(tracks) - len(pending),
+                                  None if nxt is None else max(nxt, 0.0)))
+        return views
+
+    # -- one rule -------------------------------------------------------------------------------
+    def _rule(self, cr: CompiledRule, ctx: EvalContext) -> list[Decision]:
+        mask = np.asarray(cr.when.fn(ctx), dtype=bool)
+        tracks = self.tracks[cr.rule.name]
+        if not mask.any() and not tracks:
+            return []
+        keys = subject_keys(cr.rule.scope, ctx)
+        index = {k: i for i, k in enumerate(keys)}
+        clear = None
+        out: list[Decision] = []
+        for i in np.flatnonzero(mask):
+            self._hold(cr, ctx, tracks, keys[i], int(i), out)
+        for key in [k for k in tracks if k not in index or not mask[index[k]]]:
+            if key not in index:
+                tracks.pop(key)  # the subject is gone (process ended, device vanished)
+                continue
+            if tracks[key].fired_at is None:
+                tracks.pop(key)
+                continue
+            if clear is None:
+                clear = np.asarray(cr.clear.fn(ctx), dtype=bool) if cr.clear else ~mask
+            if clear[index[key]]:
+                self._clear(cr, ctx, tracks.pop(key), key, out)
+            else:
+                self._ladder(cr, ctx, tracks[key], index[key], out)
+        return out
+
+    def _hold(self, cr: CompiledRule, ctx: EvalContext, tracks: dict[Hashable, Track], key: Hashable, i: int,
+              out: list[Decision]) -> None:
+        now = ctx.now
+        track = tracks.get(key)
+        if track is None:
+            if self.cooldown.get((cr.rule.name, key), -np.inf) > now:
+                return
+            track = tracks[key] = Track(pending_since=now)
+        if track.fired_at is None and now - track.pending_since >= cr.rule.for_ - 1e-9:
+            track.fired_at = now
+        if track.fired_at is not None:
+            self._ladder(cr, ctx, track, i, out)
+
+    def _ladder(self, cr: CompiledRule, ctx: EvalContext, track: Track, i: int, out: list[Decision]) -> None:
+        rungs = cr.rule.actions
+        assert track.fired_at is not None
+        while track.next_rung < len(rungs) and ctx.now - track.fired_at >= rungs[track.next_rung].after - 1e-9:
+            rung = rungs[track.next_rung]
+            step = track.next_rung
+            track.next_rung += 1
+            if rung.do in DESTRUCTIVE and not self._allow(cr, ctx.now):
+                continue
+            from coldaisle.policy.targets import decisions_for
+
+            for d in decisions_for(cr, rung, step, ctx, i, self.wall()):
+                if d.action == ActionKind.POWER_CAP and d.target.device is not None:
+                    track.capped[d.target.device] = d.target.node
+                out.append(d)
+
+    def _clear(self, cr: CompiledRule, ctx: EvalContext, track: Track, key: Hashable, out: list[Decision]) -> None:
+        self.cooldown[(cr.rule.name, key)] = ctx.now + cr.rule.cooldown
+        for device, node in track.capped.items():
+            dev = ctx.frame.devices[device] if device < ctx.n else None
+            out.append(Decision(self.wall(), cr.rule.name, cr.rule.severity, ActionKind.POWER_CAP,
+                                Target(node, device, dev.uuid if dev else None), restore=True,
+                                params={"reason": "condition cleared"}))
+
+    def _allow(self, cr: CompiledRule, now: float) -> bool:
+        spent = self._spent[cr.rule.name]
+        while spent and spent[0] <= now - 3600.0:
+            spent.popleft()
+        if len(spent) >= cr.rule.max_actions_per_hour:
+            self.note(f"rule {cr.rule.name}: hourly action limit ({cr.rule.max_actions_per_hour}) reached; "
+                      "further kills and drains suppressed")
+            return False
+        spent.append(now)
+        return True
+
+
+def subject_keys(scope: str, ctx: EvalContext) -> list[Any]:
+    """Stable identities of the rule's subjects: GPU uuid, (node, pid), node name, or job name."""
+    if scope == "device":
+        return [d.uuid or f"{d.node}/{d.index}" for d in ctx.frame.devices]
+    if scope == "process":
+        p = ctx.frame.processes
+        nodes = ctx.nodes.names
+        return [(nodes[int(n)], int(pid)) for n, pid in zip(ctx.proc_node, p.pid, strict=True)]
+    if scope == "node":
+        return list(ctx.nodes.names)
+    return list(ctx.jobs.names)
+
+
+def iso(t: float) -> str:
+    """Short UTC time for reasons: 2024-05-21T03:04:12Z."""
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+

@@ -1,0 +1,104 @@
+"""The functions a condition may call: windowed ones over a column's history, aggregates, and helpers.
+
+- `rate(col, seconds)`: change per second over the window; `delta(col, seconds)`: change over it.
+- `time_to(col, limit, seconds)`: seconds until `col` reaches `limit` at the slope fitted over the window
+  (least squares); +inf when not rising toward it.
+- `avg_over(col, seconds)`, `max_over(col, seconds)`.
+- `max(x) min(x) mean(x) sum(x) any(c) all(c) share(c) count(c)`: over the GPUs of a node or job rule.
+- `known(x)`: x is a real reading (not NaN); `abs(x)`.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from coldaisle.policy import names as N
+from coldaisle.policy.compiler import CompileError, Expr, _col, merge_windows
+
+if TYPE_CHECKING:
+    from coldaisle.policy.compiler import Compiler
+
+
+def compile_call(comp: Compiler, node: ast.Call, within: str) -> Expr:
+    """Compile a call of a known function or raise CompileError."""
+    name = node.func.id  # type: ignore[attr-defined]
+    if name in N.WINDOWED:
+        return _windowed(comp, node, name, within)
+    if name in N.AGGREGATES:
+        return _aggregate(comp, node, name, within)
+    if name in ("known", "abs"):
+        if len(node.args) != 1:
+            raise CompileError(f"{name}() takes one argument", _col(node))
+        e = comp._node(node.args[0], within)
+        if e.kind != "num":
+            raise CompileError(f"{name}() needs a number", _col(node))
+        if name == "known":
+            return Expr(lambda c, f=e.fn: ~np.isnan(np.asarray(f(c), dtype=float)), e.level, "bool", e.windows)
+        return Expr(lambda c, f=e.fn: np.abs(f(c)), e.level, "num", e.windows)
+    raise CompileError(f"unknown function {name!r}", _col(node))
+
+
+def _seconds(node: ast.AST) -> float:
+    if not isinstance(node, ast.Constant) or isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+        raise CompileError("the window must be a number of seconds, e.g. rate(temperature_c, 30)", _col(node))
+    if not 1 <= float(node.value) <= 3600:
+        raise CompileError("the window must be between 1 and 3600 seconds", _col(node))
+    return float(node.value)
+
+
+def _windowed(comp: Compiler, node: ast.Call, name: str, within: str) -> Expr:
+    want = 3 if name == "time_to" else 2
+    if len(node.args) != want:
+        shape = "time_to(column, limit, seconds)" if name == "time_to" else f"{name}(column, seconds)"
+        raise CompileError(f"use {shape}", _col(node))
+    col = node.args[0]
+    if not isinstance(col, ast.Name) or col.id not in N.DEVICE:
+        raise CompileError(f"{name}() needs a per-GPU column name as its first argument", _col(col))
+    if within in ("node", "job"):
+        raise CompileError(f"{name}() is per GPU: wrap it in an aggregate, e.g. max({name}(...))", _col(node))
+    window = _seconds(node.args[-1])
+    windows = {col.id: window}
+    if name == "time_to":
+        limit = comp.lift(comp._node(node.args[1], "device"), "device", node.args[1])
+        if limit.kind != "num":
+            raise CompileError("the limit of time_to() must be a number", _col(node.args[1]))
+        windows = merge_windows(windows, limit.windows)
+        return Expr(lambda c, n=col.id, lf=limit.fn, w=window: c.time_to(n, lf(c), w), "device", "num", windows)
+    return Expr(lambda c, n=col.id, w=window, k=name: c.windowed(k, n, w), "device", "num", windows)
+
+
+def _aggregate(comp: Compiler, node: ast.Call, name: str, within: str) -> Expr:
+    if comp.scope not in ("node", "job") or within not in ("node", "job"):
+        raise CompileError(f"{name}() aggregates over the GPUs of a node or job rule; this rule is per "
+                           f"{comp.scope}", _col(node))
+    if len(node.args) != 1:
+        raise CompileError(f"{name}() takes one argument", _col(node))
+    arg = comp.lift(comp._node(node.args[0], "device"), "device", node.args[0])
+    wants_bool = name in ("any", "all", "share", "count")
+    if wants_bool != (arg.kind == "bool"):
+        raise CompileError(f"{name}() needs a {'condition' if wants_bool else 'number'}", _col(node.args[0]))
+    kind = "bool" if name in ("any", "all") else "num"
+    return Expr(lambda c, f=arg.fn, k=name, s=comp.scope: c.reduce(k, f(c), s), comp.scope, kind, arg.windows)
+
+
+def reduce_groups(op: str, values: np.ndarray, groups: np.ndarray, n_groups: int) -> Any:
+    """Aggregate per-device `values` into `n_groups` groups (group -1 is ignored); empty groups give NaN."""
+    ok = groups >= 0
+    g, v = groups[ok], np.asarray(values, dtype=float)[ok]
+    count = np.bincount(g, minlength=n_groups).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if op in ("sum", "count"):
+            return np.bincount(g, weights=np.nan_to_num(v), minlength=n_groups)
+        if op in ("mean", "share"):
+            return np.bincount(g, weights=np.nan_to_num(v), minlength=n_groups) / np.where(count > 0, count, np.nan)
+        if op == "any":
+            return np.bincount(g, weights=np.nan_to_num(v), minlength=n_groups) > 0
+        if op == "all":
+            return (np.bincount(g, weights=np.nan_to_num(v), minlength=n_groups) == count) & (count > 0)
+        out = np.full(n_groups, -np.inf if op == "max" else np.inf)
+        (np.fmax if op == "max" else np.fmin).at(out, g, v)
+        out[np.isinf(out)] = np.nan
+        return out

@@ -1,0 +1,55 @@
+"""Where the agent's node and job views come from when it watches the twin (the real node uses /proc)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coldaisle.policy.context import Jobs, Nodes
+from coldaisle.sim.backend import SimBackend
+from coldaisle.telemetry.frame import Frame
+
+
+class SimNodes:
+    """Each device's node, and per node the inlet temperature its BMC would report."""
+
+    def __init__(self, backend: SimBackend) -> None:
+        self.backend, self.twin = backend, backend.twin
+        lay = self.twin.plan.layout
+        node_of = lay.gpu_node[backend.gpus]
+        self.node_ids, self.of_device = np.unique(node_of, return_inverse=True)
+        self.names = [lay.node_names[int(n)] for n in self.node_ids]
+
+    def nodes(self, frame: Frame) -> Nodes:
+        """Node membership plus `inlet_c` (rack inlet air) per node."""
+        rec, s = self.twin.recorder, self.twin.state
+        inlet_rack = rec.rack_inlet(s)
+        inlet = inlet_rack[self.twin.plan.layout.node_rack[self.node_ids]]
+        inlet = np.where(s.node_up[self.node_ids], inlet, np.nan)
+        return Nodes(self.names, self.of_device, {"inlet_c": inlet})
+
+
+class SimJobs:
+    """Job of each device and process from the twin's workload, and seconds since each job progressed."""
+
+    def __init__(self, backend: SimBackend) -> None:
+        self.backend, self.twin = backend, backend.twin
+        self.names = [jp.spec.name for jp in self.twin.plan.jobs]
+
+    def jobs(self, frame: Frame) -> Jobs:
+        """Attribution for this Frame."""
+        wl = self.twin.workload
+        group = wl.group_of[self.backend.gpus]
+        group_job = np.array([g.job for g in wl.groups] + [-1], dtype=np.intp)
+        of_device = group_job[np.where(group >= 0, group, -1)]
+        of_process = of_device[frame.processes.device] if len(frame.processes) else np.zeros(0, np.intp)
+        return Jobs(self.names, of_device, of_process, {"job_progress_age_s": self._age()})
+
+    def _age(self) -> np.ndarray:
+        wl, now = self.twin.workload, self.twin.t
+        age = np.full(len(self.names), np.nan)
+        for j in range(len(self.names)):
+            mine = [g for g in wl.groups if g.job == j]
+            if wl.job_status[j] != "running" or not mine:
+                continue
+            age[j] = 0.0 if any(g.status == "running" for g in mine) else now - max(g.since for g in mine)
+        return age
