@@ -1,0 +1,99 @@
+"""Simulated executors: signal and drain act on the twin, through its actuators, on its clock.
+
+Power caps need no simulated executor: `PowerCapper` over a `SimBackend` is the real code path.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from coldaisle.actions.interface import ActionKind, Decision, Outcome, Status
+from coldaisle.actions.signal import ESCALATE_DRAIN
+from coldaisle.sim.twin import Twin
+
+log = logging.getLogger(__name__)
+
+_SIGNALS = {ActionKind.SIGTERM: "SIGTERM", ActionKind.SIGKILL: "SIGKILL"}
+
+
+class SimSignaller:
+    """SIGTERM/SIGKILL a process of the twin; a process in D state is unkillable and escalates to drain."""
+
+    kind = ActionKind.SIGTERM  # also executes SIGKILL decisions
+
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+
+    def execute(self, decision: Decision, *, dry_run: bool) -> Outcome:
+        """Deliver the signal through `twin.signal`; its answer becomes the Outcome."""
+        try:
+            status, detail = self._signal(decision, dry_run)
+        except Exception as exc:
+            log.exception("simulated signal %s failed", decision.target.label())
+            status, detail = Status.FAILED, f"{type(exc).__name__}: {exc}"
+        return Outcome(decision, status, detail, self.twin.clock.time())
+
+    def _signal(self, decision: Decision, dry_run: bool) -> tuple[Status, str]:
+        t, sig = decision.target, _SIGNALS.get(decision.action)
+        node = self.twin.plan.layout.node_index.get(t.node)
+        if sig is None or node is None or t.pid is None:
+            return Status.FAILED, f"cannot {decision.action} {t.label()}: needs a known node and a pid"
+        what = f"pid {t.pid} (python3) on {t.node}"
+        if self._in_d_state(node, t.pid):
+            return Status.FAILED, (f"unkillable: D state (uninterruptible sleep): process {t.pid} (python3) on "
+                                   f"{t.node} cannot be killed; {ESCALATE_DRAIN}")
+        if dry_run:
+            return Status.DRY_RUN, f"would have sent {sig} to {what}"
+        result = self.twin.signal(node, t.pid, sig)
+        if result == "no such process":
+            return Status.DONE, f"pid {t.pid} has already exited; nothing to signal"
+        return Status.DONE, f"sent {sig} to {what}: {result}"
+
+    def _in_d_state(self, node: int, pid: int) -> bool:
+        """The twin's process table says `pid` sleeps uninterruptibly (no signal will end it)."""
+        gpus = self.twin.plan.layout.gpus_of_node(node)
+        hit = gpus[self.twin.workload.pid[gpus] == pid]
+        return bool(hit.size and self.twin.workload.dstate[int(hit[0])])
+
+
+class SimDrain:
+    """Drain a node of the twin (no new job lands on it); only our own drains are ever undone."""
+
+    kind = ActionKind.DRAIN
+
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+        self.ours: set[str] = set()  # nodes this executor drained
+
+    def execute(self, decision: Decision, *, dry_run: bool) -> Outcome:
+        """Drain, or with `decision.restore` undrain, the target's node."""
+        node = decision.target.node
+        index = self.twin.plan.layout.node_index.get(node)
+        if index is None:
+            status, detail = Status.FAILED, f"the simulated cluster has no node named {node!r}"
+        elif decision.restore:
+            status, detail = self._undrain(node, index, dry_run)
+        else:
+            status, detail = self._drain(node, index, str(decision.params.get("reason") or decision.rule), dry_run)
+        return Outcome(decision, status, detail, self.twin.clock.time())
+
+    def _drain(self, node: str, index: int, reason: str, dry_run: bool) -> tuple[Status, str]:
+        tagged = f"coldaisle: {reason}"
+        if dry_run:
+            return Status.DRY_RUN, f"would have drained {node}: {tagged}"
+        if not self.twin.drain(index, tagged, by="coldaisle"):
+            who = "coldaisle" if node in self.ours else "a person"
+            return Status.DONE, f"already drained by {who}; left alone"
+        self.ours.add(node)
+        return Status.DONE, f"drained {node} ({tagged})"
+
+    def _undrain(self, node: str, index: int, dry_run: bool) -> tuple[Status, str]:
+        if node not in self.ours:
+            drained = bool(self.twin.state.node_drained[index])
+            return (Status.REFUSED, f"{node} was drained by a person; only they resume it") if drained else \
+                (Status.DONE, f"{node} is not drained; nothing to resume")
+        if dry_run:
+            return Status.DRY_RUN, f"would have resumed {node}"
+        self.twin.state.node_drained[index] = False  # the twin has no undrain actuator yet
+        self.ours.discard(node)
+        return Status.DONE, f"resumed {node}"
