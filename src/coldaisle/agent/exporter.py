@@ -1,0 +1,185 @@
+"""The exporter: a Prometheus Collector over the latest Frame, in base units, from the metric catalog.
+
+The sampling thread calls `update()`, which only swaps one reference (plus a dict copy when a Frame carries
+Xid events); every scrape builds its families from that snapshot on the HTTP thread. So a slow or stuck
+scraper never delays sampling, and a process that ended disappears from the next scrape by itself, because
+nothing is kept between Frames except Xid counts. NaN readings (lost GPU, not supported) are left out rather
+than exported as NaN; a lost GPU says so with `coldaisle_gpu_lost 1`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import CollectorRegistry
+from prometheus_client.samples import Sample
+
+from coldaisle.agent.host import HostSample
+from coldaisle.agent.jobs import JobRef
+from coldaisle.agent.metrics_catalog import CATALOG, Group, PromMetric
+from coldaisle.telemetry.frame import DeviceInfo, Frame, ThrottleReason
+
+_REASONS = tuple((int(r), str(r.name).lower()) for r in ThrottleReason if r.value)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStats:
+    """The agent's own counters, as the sampling loop hands them to `FrameCollector.update`."""
+
+    samples_total: int = 0
+    sample_duration_s: float = math.nan
+    last_sample_wall: float = math.nan
+    rules_pending: int = 0
+    rules_firing: int = 0
+    #: (action, status) -> count, e.g. ("power_cap", "done") -> 3.
+    actions: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    frame: Frame
+    host: HostSample | None
+    agent: AgentStats | None
+    jobs: Mapping[int, JobRef]
+    last_xid: Mapping[str, int]
+    xid_count: Mapping[str, int]
+    #: Frame.unsupported grouped by column: {column: [device, ...]}.
+    unsupported: Mapping[str, list[int]]
+
+
+class FrameCollector:
+    """A prometheus_client custom collector: `collect()` yields the catalog's families for the latest Frame."""
+
+    def __init__(self, node: str, *, dcgm_names: bool = False) -> None:
+        self.node = node
+        self.dcgm_names = dcgm_names
+        self._snap: _Snapshot | None = None
+        self._labels: tuple[tuple[DeviceInfo, ...], list[dict[str, str]], list[dict[str, str]]] | None = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    def update(self, frame: Frame, host: HostSample | None = None, agent_state: AgentStats | None = None,
+               jobs: Mapping[int, JobRef] | None = None) -> None:
+        """Make `frame` (and the host, agent and job readings beside it) what the next scrape shows."""
+        prev = self._snap
+        last_xid = prev.last_xid if prev else {}
+        counts = prev.xid_count if prev else {}
+        xids = [e for e in frame.events if e.kind == "xid" and e.xid is not None and 0 <= e.device < len(frame)]
+        if xids:
+            last_xid, counts = dict(last_xid), dict(counts)
+            for e in xids:
+                uuid = frame.devices[e.device].uuid
+                last_xid[uuid] = int(e.xid)  # type: ignore[arg-type]
+                counts[uuid] = counts.get(uuid, 0) + 1
+        unsupported: dict[str, list[int]] = {}
+        for column, device in frame.unsupported:
+            if 0 <= device < len(frame):
+                unsupported.setdefault(column, []).append(device)
+        self._snap = _Snapshot(frame, host, agent_state, jobs or {}, last_xid, counts, unsupported)
+
+    def describe(self) -> list[Metric]:
+        """Nothing to pre-register: names are checked against the catalog by the tests, not at registration."""
+        return []
+
+    # -- scrape side -------------------------------------------------------------------------
+    def collect(self) -> Iterator[Metric]:
+        """The catalog's families for the latest snapshot (nothing before the first update)."""
+        snap = self._snap
+        if snap is None:
+            return
+        gpu_labels, dcgm_labels = self._device_labels(snap.frame.devices)
+        for m in CATALOG:
+            if m.group is Group.DCGM and not self.dcgm_names:
+                continue
+            if (m.group is Group.HOST and snap.host is None) or (m.group is Group.AGENT and snap.agent is None):
+                continue
+            fam = Metric(m.family, m.help, m.kind.value, m.unit if m.family.endswith(f"_{m.unit}") else "")
+            sample_name = m.name
+            if m.group in (Group.GPU, Group.DCGM):
+                self._per_device(fam, sample_name, m, snap, dcgm_labels if m.group is Group.DCGM else gpu_labels)
+            elif m.group is Group.PROCESS:
+                self._processes(fam, sample_name, snap, gpu_labels)
+            else:
+                self._node(fam, sample_name, m, snap)
+            yield fam
+
+    def _device_labels(self, devices: tuple[DeviceInfo, ...]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        cached = self._labels
+        if cached is not None and cached[0] is devices:
+            return cached[1], cached[2]
+        gpu = [{"node": d.node, "gpu": str(d.index), "uuid": d.uuid} for d in devices]
+        dcgm = [{"gpu": str(d.index), "UUID": d.uuid, "pci_bus_id": d.pci_bus_id, "device": f"nvidia{d.index}",
+                 "modelName": d.name, "Hostname": d.node} for d in devices]
+        self._labels = (devices, gpu, dcgm)
+        return gpu, dcgm
+
+    def _values(self, source: str, snap: _Snapshot) -> np.ndarray:
+        f = snap.frame
+        if source == "lost":
+            return f.lost.astype(np.float64)
+        if source == "throttle_reasons":
+            return np.where(f.lost, np.nan, f.throttle_reasons.astype(np.float64))
+        if source == "memory_free_bytes":
+            return f.memory_total_bytes - f.memory_used_bytes
+        if source in ("slowdown_temperature_c", "shutdown_temperature_c"):
+            return np.array([getattr(d, source) for d in f.devices], np.float64)
+        if source in ("last_xid", "xid_count"):
+            table = snap.last_xid if source == "last_xid" else snap.xid_count
+            return np.array([table.get(d.uuid, 0) for d in f.devices], np.float64)
+        return f.column(source)
+
+    def _per_device(self, fam: Metric, name: str, m: PromMetric, snap: _Snapshot,
+                    labels: list[dict[str, str]]) -> None:
+        if m.source == "info":
+            fam.samples.extend(Sample(name, {**labels[i], "name": d.name, "pci_bus_id": d.pci_bus_id}, 1.0)
+                               for i, d in enumerate(snap.frame.devices))
+            return
+        if m.source == "throttled":
+            self._throttled(fam, name, snap, labels)
+            return
+        values = self._values(m.source, snap)
+        if m.scale != 1.0:
+            values = values * m.scale
+        ok = ~np.isnan(values)
+        missing = snap.unsupported.get(m.source)
+        if missing:
+            ok[missing] = False
+        vals = values.tolist()
+        fam.samples.extend(Sample(name, labels[i], vals[i]) for i in np.flatnonzero(ok).tolist())
+
+    def _throttled(self, fam: Metric, name: str, snap: _Snapshot, labels: list[dict[str, str]]) -> None:
+        f = snap.frame
+        active = np.flatnonzero((f.throttle_reasons != 0) & ~f.lost).tolist()
+        for i in active:
+            if i in snap.unsupported.get("throttle_reasons", ()):
+                continue
+            mask = int(f.throttle_reasons[i])
+            fam.samples.extend(Sample(name, {**labels[i], "reason": reason}, 1.0)
+                               for bit, reason in _REASONS if mask & bit)
+
+    def _processes(self, fam: Metric, name: str, snap: _Snapshot, labels: list[dict[str, str]]) -> None:
+        rows = snap.frame.processes
+        n = len(snap.frame)
+        for dev, pid, used in zip(rows.device.tolist(), rows.pid.tolist(), rows.used_memory_bytes.tolist(),
+                                  strict=True):
+            if not 0 <= dev < n or math.isnan(used):
+                continue
+            job = snap.jobs.get(pid)
+            fam.samples.append(Sample(name, {**labels[dev], "pid": str(pid), "slurm_job": job.job_label if job else "",
+                                             "pod_uid": job.pod_label if job else ""}, used))
+
+    def _node(self, fam: Metric, name: str, m: PromMetric, snap: _Snapshot) -> None:
+        source: Any = snap.host if m.group is Group.HOST else snap.agent
+        if m.source == "actions":
+            for (action, status), count in sorted(snap.agent.actions.items()):  # type: ignore[union-attr]
+                fam.samples.append(Sample(name, {"node": self.node, "action": action, "status": status},
+                                          float(count)))
+            return
+        value = float(getattr(source, m.source)) * m.scale
+        if not math.isnan(value):
+            fam.samples.append(Sample(name, {"node": self.node}, value))

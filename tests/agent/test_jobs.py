@@ -1,0 +1,81 @@
+"""Job attribution on captured /proc/PID/{stat,cgroup,environ}: Slurm cgroup v1/v2, environ, Kubernetes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from coldaisle.agent.jobs import JobRef, JobResolver, parse_cgroup, parse_environ, parse_starttime
+
+PROC = Path(__file__).resolve().parent.parent / "data" / "agent" / "proc"
+
+
+@pytest.mark.parametrize(("pid", "job", "pod"), [
+    (4242, "4242", None),  # Slurm cgroup v2 (slurmstepd.scope)
+    (5151, "5151", None),  # Slurm cgroup v1 (/slurm/uid_1000/job_5151)
+    (6161, None, "8f4e9c2a-1b3d-4e5f-9a7b-2c6d8e0f1a3b"),  # kubelet systemd driver: underscores -> dashes
+    (7171, None, "0b7f6e5d-4c3b-2a19-8f7e-6d5c4b3a2918"),  # kubelet cgroupfs driver, cgroup v1
+    (8181, "8181", None),  # Slurm without the cgroup plugin: SLURM_JOB_ID from environ
+    (9191, None, None),  # an interactive process
+])
+def test_resolver_on_captured_processes(pid: int, job: str | None, pod: str | None) -> None:
+    ref = JobResolver(PROC).resolve(pid)
+    assert ref is not None
+    assert (ref.slurm_job, ref.pod_uid) == (job, pod)
+
+
+def test_cgroup_path_is_the_one_that_named_the_job() -> None:
+    ref = parse_cgroup((PROC / "5151" / "cgroup").read_text())
+    assert ref.cgroup.startswith("/slurm/uid_1000/job_5151/step_0")
+    v2 = parse_cgroup((PROC / "4242" / "cgroup").read_text())
+    assert v2.cgroup == "/system.slice/slurmstepd.scope/job_4242/step_0/user/task_0"
+
+
+def test_parse_cgroup_edge_cases() -> None:
+    assert parse_cgroup("") == JobRef(None, None, "")
+    assert parse_cgroup("0::/\n") == JobRef(None, None, "/")
+    # job_ outside a Slurm hierarchy is not a Slurm job
+    assert parse_cgroup("0::/system.slice/job_12.service\n").slurm_job is None
+    assert parse_cgroup("0::/slurm/uid_0/job_77\n").slurm_job == "77"
+    guaranteed = "0::/kubepods.slice/kubepods-pod0b7f6e5d_4c3b_2a19_8f7e_6d5c4b3a2918.slice/cri-o-1.scope\n"
+    assert parse_cgroup(guaranteed).pod_uid == "0b7f6e5d-4c3b-2a19-8f7e-6d5c4b3a2918"
+
+
+def test_parse_environ_and_starttime() -> None:
+    assert parse_environ(b"A=1\0B=x=y\0\0JUNK\0") == {"A": "1", "B": "x=y"}
+    assert parse_starttime((PROC / "4242" / "stat").read_text()) == 183921 + 4242
+    assert parse_starttime("1 (a) b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 99 0") == 99
+    assert parse_starttime("garbage") is None
+
+
+def test_resolver_caches_by_pid_and_start_time(tmp_path: Path) -> None:
+    root = tmp_path / "proc"
+    shutil.copytree(PROC, root)
+    resolver = JobResolver(root)
+    assert resolver.resolve(4242).slurm_job == "4242"  # type: ignore[union-attr]
+    (root / "4242" / "cgroup").write_text("0::/slurm/uid_1/job_9999/step_0\n")
+    assert resolver.resolve(4242).slurm_job == "4242"  # type: ignore[union-attr]  # cached: same process
+    stat = (root / "4242" / "stat").read_text().replace(f" {183921 + 4242} ", " 999999 ")
+    (root / "4242" / "stat").write_text(stat)  # pid reused by a new process
+    assert resolver.resolve(4242).slurm_job == "9999"  # type: ignore[union-attr]
+
+
+def test_resolver_evicts_ended_pids(tmp_path: Path) -> None:
+    root = tmp_path / "proc"
+    shutil.copytree(PROC, root)
+    resolver = JobResolver(root)
+    jobs = resolver.resolve_all([4242, 5151, 6161])
+    assert set(jobs) == {4242, 5151, 6161} and resolver.cached_pids() == {4242, 5151, 6161}
+    shutil.rmtree(root / "5151")  # the process ended
+    jobs = resolver.resolve_all([4242, 5151])
+    assert set(jobs) == {4242} and resolver.cached_pids() == {4242}
+    assert resolver.resolve(31337) is None
+
+
+def test_resolver_on_this_machine() -> None:
+    import os
+
+    ref = JobResolver().resolve(os.getpid())
+    assert ref is not None and ref.cgroup.startswith("/")
