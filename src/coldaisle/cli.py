@@ -20,6 +20,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 sim_app = typer.Typer(no_args_is_help=True, help="The digital twin: run scenarios on a simulated cluster.")
 app.add_typer(sim_app, name="sim")
 policy_app = typer.Typer(no_args_is_help=True, help="Validate and export policies.")
+agent_app = typer.Typer(invoke_without_command=True,
+                        help="The node agent: telemetry, /metrics, policy enforcement (docs/agent.md).")
+app.add_typer(agent_app, name="agent")
 app.add_typer(policy_app, name="policy")
 
 out = Console()
@@ -31,7 +34,10 @@ def _progress(console: Console, label: str) -> Progress:
                     TimeRemainingColumn(), console=console, transient=True)
 
 
-def _run(plan_name: str, until: str | None, console: Console, label: str):  # type: ignore[no-untyped-def]
+def _run(plan_name: str, until: str | None, console: Console, label: str, policy: str | None = None,
+         audit: Path | None = None):  # type: ignore[no-untyped-def]
+    """Replay a scenario with a progress bar; with `policy`, the agent enforces it (returns a Guarded)."""
+    from coldaisle.sim.guard import guarded_replay
     from coldaisle.sim.replay import load_plan, parse_until, replay
     from coldaisle.sim.summary import iso
 
@@ -44,31 +50,74 @@ def _run(plan_name: str, until: str | None, console: Console, label: str):  # ty
         def tick(t: float, total: float) -> None:
             bar.update(task, completed=t, clock=iso(plan.start_epoch + t)[:16].replace("T", " "))
 
-        return replay(plan, until_s=until_s, progress=tick)
+        if policy is None:
+            return replay(plan, until_s=until_s, progress=tick)
+        return guarded_replay(plan, policy, until_s=until_s, audit_path=audit, progress=tick)
 
 
 @sim_app.command("run")
 def sim_run(
     scenario: Annotated[str, typer.Argument(help="Scenario file, or the name of a shipped one.")],
     until: Annotated[str | None, typer.Option(help='Stop early: "+6 h", "09:00" or an ISO time.')] = None,
+    policy: Annotated[str | None, typer.Option(help="Protect the run with this policy file, or `default`.")] = None,
+    audit: Annotated[Path | None, typer.Option(help="Audit log path for a protected run.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (docs/sim.md).")] = False,
     logs: Annotated[Path | None, typer.Option(help="Write every node's logs, in real formats, here.")] = None,
 ) -> None:
-    """Run SCENARIO on the twin and print what happened."""
+    """Run SCENARIO on the twin (protected by --policy, if given) and print what happened."""
     from coldaisle.report import render_terminal
     from coldaisle.sim.demo import build_report
     from coldaisle.sim.summary import summarize
 
-    twin = _run(scenario, until, err, "simulating")
+    result = _run(scenario, until, err, "simulating", policy, audit)
+    guarded = result if policy is not None else None
+    twin = guarded.twin if guarded is not None else result
     if logs is not None:
         from coldaisle.sim.replay import write_logs
 
         write_logs(twin, logs)
         err.print(f"logs written to {logs}/")
     if as_json:
-        sys.stdout.write(json.dumps(summarize(twin), indent=1) + "\n")
+        summary = summarize(twin)
+        if guarded is not None:
+            from coldaisle.sim.summary import audit_records
+
+            summary["policy"] = guarded.policy.source
+            summary["audit_log"] = str(guarded.audit_path)
+            summary["decisions"], summary["outcomes"] = audit_records(guarded.audit_path)
+        sys.stdout.write(json.dumps(summary, indent=1) + "\n")
         return
-    render_terminal(build_report(twin), out)
+    render_terminal(build_report(twin) if guarded is None else _protected_report(guarded), out)
+
+
+def _protected_report(g):  # type: ignore[no-untyped-def]
+    from coldaisle.report import Report
+    from coldaisle.sim.demo import _actions, _curves, _overview, _timeline
+
+    return Report(f"coldaisle sim run: {g.twin.plan.scenario.name}", f"protected by {g.policy.source}", 0.0,
+                  (_overview(g.twin), _actions(g), _curves(g.twin, "protected"), _timeline(g.twin)))
+
+
+@sim_app.command("test")
+def sim_test(
+    policy: Annotated[str, typer.Argument(help="Policy file, or `default`.")],
+    scenarios: Annotated[list[str], typer.Argument(help="Scenario files or shipped names, with `expect:` lists.")],
+) -> None:
+    """Run each SCENARIO protected by POLICY and check the expectations written in it (exit 1 if any fails)."""
+    from coldaisle.sim.expect import check_all
+
+    failed = 0
+    for name in scenarios:
+        g = _run(name, None, err, f"testing {name}", policy)
+        checks = check_all(g)
+        if not checks:
+            err.print(f"[yellow]{name}: the scenario has no `expect:` list; nothing to check[/yellow]")
+        for c in checks:
+            mark = "[green]PASS[/green]" if c.ok else "[red]FAIL[/red]"
+            out.print(f"{mark} {name}: {escape(c.name)} [dim]({escape(c.detail)})[/dim]", soft_wrap=True)
+            failed += not c.ok
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -76,13 +125,15 @@ def demo(
     html: Annotated[Path, typer.Option(help="Where to write the HTML report.")] = Path("coldaisle-demo.html"),
     scenario: Annotated[str, typer.Option(help="Scenario to replay.")] = "prometheus-unbound",
     until: Annotated[str | None, typer.Option(help='Stop early: "+6 h", "09:00" or an ISO time.')] = None,
+    policy: Annotated[str, typer.Option(help="Policy for the protected run (`default`).")] = "default",
 ) -> None:
-    """Replay the incident on the simulator and show what happened, in the terminal and as HTML."""
+    """Replay the incident on the simulator without and with coldaisle, in the terminal and as HTML."""
     from coldaisle.report import render_terminal, write_html
     from coldaisle.sim.demo import build_report
 
-    twin = _run(scenario, until, out, "replaying the incident")
-    report = build_report(twin)
+    twin = _run(scenario, until, out, "replaying the incident, unprotected")
+    guarded = _run(scenario, until, out, "replaying it again, protected by coldaisle", policy)
+    report = build_report(twin, guarded)
     render_terminal(report, out)
     write_html(report, html)
     out.print(f"\n[bold]HTML report:[/bold] {html.resolve()}")
@@ -122,6 +173,59 @@ def policy_export(
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(output)
     err.print(f"wrote {output}")
+
+
+@agent_app.callback()
+def agent(
+    ctx: typer.Context,
+    backend: Annotated[str, typer.Option(help="auto (NVML), nvml, or sim.")] = "auto",
+    scenario: Annotated[str, typer.Option(help="With --backend sim: the scenario to play.")] = "healthy-training",
+    node: Annotated[str | None, typer.Option(help="With --backend sim: watch one node (default: the cluster).")] = None,
+    speed: Annotated[float, typer.Option(help="With --backend sim: simulated seconds per real second.")] = 1.0,
+    policy: Annotated[str, typer.Option(help="Policy file, or `default`.")] = "default",
+    enforce: Annotated[bool | None, typer.Option("--enforce/--dry-run",
+                                                 help="Act, or only decide and audit (default: the policy's mode; "
+                                                      "the simulator enforces).")] = None,
+    listen: Annotated[str, typer.Option(help="HOST:PORT for /metrics and /healthz.")] = "127.0.0.1:9410",
+    interval: Annotated[float, typer.Option(help="Seconds between samples.")] = 1.0,
+    audit: Annotated[Path, typer.Option(help="Audit log (JSON lines).")] = Path("/var/lib/coldaisle/audit.jsonl"),
+    dcgm_names: Annotated[bool, typer.Option(help="Also export dcgm-exporter's metric names.")] = False,
+    webhook: Annotated[str | None, typer.Option(help="Alertmanager-compatible webhook URL for notify.")] = None,
+    priority: Annotated[str, typer.Option(help="realtime, high or normal scheduling.")] = "realtime",
+    duration: Annotated[float | None, typer.Option(help="Stop after this many (simulated) seconds.")] = None,
+) -> None:
+    """Run the node agent (until SIGTERM/Ctrl-C)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from coldaisle.agent.main import Options, run
+
+    opts = Options(backend, scenario, node, speed, policy, enforce, listen, interval, audit, dcgm_names, webhook,
+                   priority, duration)
+    raise typer.Exit(run(opts, lambda msg: err.print(escape(msg), soft_wrap=True)))
+
+
+@agent_app.command("reset")
+def agent_reset(
+    rule: Annotated[str | None, typer.Option(help="Only this rule (default: every rule).")] = None,
+    url: Annotated[str, typer.Option(help="The running agent.")] = "http://127.0.0.1:9410",
+) -> None:
+    """Clear the running agent's latched rule state by hand (audited; caps it holds are restored)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if not url.startswith(("http://", "https://")):
+        raise ColdaisleError(f"not an http URL: {url}", exit_code=2)
+    query = f"?rule={urllib.parse.quote(rule)}" if rule else ""
+    req = urllib.request.Request(f"{url}/reset{query}", method="POST", data=b"")  # noqa: S310 - http(s) only
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - scheme checked above
+            out.print(resp.read().decode())
+    except urllib.error.HTTPError as exc:
+        raise ColdaisleError(f"the agent refused the reset: {exc.code} {exc.read().decode().strip()}") from None
+    except OSError as exc:
+        raise ColdaisleError(f"no agent answers at {url}: {exc}",
+                             hint="is `coldaisle agent` running? pass --url if it listens elsewhere") from None
 
 
 @app.command()

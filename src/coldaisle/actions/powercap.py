@@ -26,6 +26,7 @@ class PowerCapper:
         self.backend = backend
         self.clock = clock or RealClock()
         self.saved: dict[int, float] = {}  # device -> the limit before our first cap
+        self.caps: dict[int, dict[str, float]] = {}  # device -> rule -> watts; the lowest one is enforced
         self._latest: dict[int, float] = {}
         self._frame: Frame | None = None
 
@@ -72,24 +73,39 @@ class PowerCapper:
         where = f"{info.node}/gpu{info.index}"
         if decision.params.get("watts") is None:
             return Status.FAILED, f"{where}: the decision names no watts"
-        watts = float(decision.params["watts"])
+        asked = float(decision.params["watts"])
         before = self.saved.get(i, self._latest.get(i, self._observed(i) or info.power_default_limit_w))
+        others = [w for rule, w in self.caps.get(i, {}).items() if rule != decision.rule]
+        watts = min([asked, *others])  # several rules may cap one GPU: the lowest cap holds
         if dry_run:
             return Status.DRY_RUN, f"would have capped {where} from {before:g} W to {watts:g} W"
         self.backend.set_power_limit(i, watts)
         self.saved.setdefault(i, before)
+        self.caps.setdefault(i, {})[decision.rule] = asked
         self._latest[i] = watts
-        return Status.DONE, f"capped {where} to {watts:g} W (was {before:g} W; restored when the rule clears)"
+        held = f"; {watts:g} W held by another rule" if watts < asked else ""
+        return Status.DONE, f"capped {where} to {asked:g} W (was {before:g} W; restored when the rule clears){held}"
 
     def _restore(self, decision: Decision, dev: tuple[int, DeviceInfo], dry_run: bool) -> tuple[Status, str]:
         i, info = dev
         where = f"{info.node}/gpu{info.index}"
         if i not in self.saved:
             return Status.DONE, f"{where}: no cap of ours to restore; limit left as it is"
+        caps = {r: w for r, w in self.caps.get(i, {}).items() if r != decision.rule}
+        if caps:  # another rule still holds a cap: keep the lowest of those
+            watts = min(caps.values())
+            if dry_run:
+                return Status.DRY_RUN, f"would have lifted {decision.rule}'s cap on {where}, keeping {watts:g} W"
+            self.backend.set_power_limit(i, watts)
+            self.caps[i] = caps
+            self._latest[i] = watts
+            holder = min(caps, key=lambda r: caps[r])
+            return Status.DONE, f"lifted {decision.rule}'s cap on {where}; {watts:g} W still held by {holder}"
         before = self.saved[i]
         if dry_run:
             return Status.DRY_RUN, f"would have restored {where} to {before:g} W"
         self.backend.set_power_limit(i, before)
         del self.saved[i]
+        self.caps.pop(i, None)
         self._latest[i] = before
         return Status.DONE, f"restored {where} to {before:g} W"

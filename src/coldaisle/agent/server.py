@@ -7,11 +7,13 @@ exposition from the collector's latest snapshot, so a slow client holds only its
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
@@ -24,12 +26,30 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     registry: CollectorRegistry
     health: Health
+    reset: Callable[[str | None], dict[str, Any]] | None = None
     openmetrics: bool
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        """`POST /reset[?rule=NAME]`: clear latched rule state by hand (loopback clients only; audited)."""
+        path, _, query = self.path.partition("?")
+        if path != "/reset" or self.server.reset is None:
+            self._reply(404, b"not found\n", "text/plain; charset=utf-8")
+            return
+        if not ipaddress.ip_address(self.client_address[0]).is_loopback:
+            self._reply(403, b"reset is only accepted from this host\n", "text/plain; charset=utf-8")
+            return
+        rule = parse_qs(query).get("rule", [None])[0]
+        try:
+            result = self.server.reset(rule)
+        except KeyError as exc:
+            self._reply(404, json.dumps({"error": f"no rule {exc.args[0]!r}"}).encode(), "application/json")
+            return
+        self._reply(200, json.dumps(result, default=str).encode(), "application/json")
 
     def do_GET(self) -> None:
         try:
@@ -70,8 +90,10 @@ class AgentServer:
     """
 
     def __init__(self, registry: CollectorRegistry, health: Health, host: str = "127.0.0.1",
-                 port: int = 9410, *, openmetrics: bool = True) -> None:
+                 port: int = 9410, *, openmetrics: bool = True,
+                 reset: Callable[[str | None], dict[str, Any]] | None = None) -> None:
         self.registry = registry
+        self.reset = reset
         self.health = health
         self.host = host
         self.openmetrics = openmetrics
@@ -95,6 +117,7 @@ class AgentServer:
             return
         httpd = _Server((self.host, self._requested_port), _Handler)
         httpd.registry, httpd.health, httpd.openmetrics = self.registry, self.health, self.openmetrics
+        httpd.reset = self.reset
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="coldaisle-http", daemon=True)

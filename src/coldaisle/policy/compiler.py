@@ -66,13 +66,15 @@ class Compiler:
         expr = self._node(tree.body, self.scope)
         if expr.kind != want:
             raise CompileError(f"this is a {_kind(expr.kind)}, a {_kind(want)} is needed here")
+        if expr.level == "const":  # only a whole condition that is constant needs one value per subject
+            return Expr(lambda c, f=expr.fn, t=self.scope: c.broadcast(f(c), t), self.scope, expr.kind, expr.windows)
         return self.lift(expr, self.scope, tree.body)
 
     # -- lifting between levels ---------------------------------------------------------------
     def lift(self, e: Expr, to: str, node: ast.AST) -> Expr:
         """Express `e` per subject of level `to` (gather a node's value onto its devices, etc.)."""
         if e.level in (to, "const"):
-            return e if e.level == to else Expr(lambda c, f=e.fn, t=to: c.broadcast(f(c), t), to, e.kind, e.windows)
+            return e  # a constant broadcasts by itself in numpy arithmetic and comparisons
         if e.level not in _LIFT[to]:
             raise CompileError(_level_error(e.level, to), _col(node))
         return Expr(lambda c, f=e.fn, a=e.level, b=to: c.gather(f(c), a, b), to, e.kind, e.windows)
@@ -84,8 +86,7 @@ class Compiler:
             if lv not in order:
                 raise CompileError(_level_error(lv, within), _col(node))
         top = max(levels, key=order.index) if levels else "const"
-        return (self.lift(a, top, node) if top != "const" else a), (self.lift(b, top, node) if top != "const"
-                                                                   else b), top
+        return self.lift(a, top, node), self.lift(b, top, node), top
 
     # -- nodes --------------------------------------------------------------------------------
     def _node(self, node: ast.AST, within: str) -> Expr:
@@ -119,11 +120,15 @@ class Compiler:
         for p, v in zip(parts, node.values, strict=True):
             if p.kind != "bool":
                 raise CompileError("`and`/`or` need conditions on both sides", _col(v))
+        # Cheap operands first (history windows last), and stop as soon as the answer is known for every
+        # subject: a quiet cluster never pays for `time_to` or `rate`.
+        parts.sort(key=lambda e: len(e.windows))
         acc = parts[0]
-        op = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        conj = isinstance(node.op, ast.And)
         for p in parts[1:]:
             a, b, lv = self._unify(acc, p, node, within)
-            acc = Expr(lambda c, f=a.fn, g=b.fn, op=op: op(f(c), g(c)), lv, "bool", merge_windows(a.windows, b.windows))
+            acc = Expr(lambda c, f=a.fn, g=b.fn, conj=conj: _short(f(c), g, c, conj), lv, "bool",
+                       merge_windows(a.windows, b.windows))
         return acc
 
     def _UnaryOp(self, node: ast.UnaryOp, within: str) -> Expr:
@@ -181,8 +186,7 @@ class Compiler:
             raise CompileError("`in` needs a list of numbers, e.g. xid in (48, 79)", _col(right))
         values = np.array([float(x.value) for x in right.elts])  # type: ignore[attr-defined]
         neg = isinstance(op, ast.NotIn)
-        return Expr(lambda c, f=left.fn, v=values, n=neg: np.isin(f(c), v, invert=n), left.level, "bool",
-                    left.windows)
+        return Expr(lambda c, f=left.fn, v=values, n=neg: _member(f(c), v, n), left.level, "bool", left.windows)
 
     def _Call(self, node: ast.Call, within: str) -> Expr:
         from coldaisle.policy.functions import compile_call
@@ -190,6 +194,25 @@ class Compiler:
         if not isinstance(node.func, ast.Name) or node.keywords:
             raise CompileError("only plain calls of known functions are allowed", _col(node))
         return compile_call(self, node, within)
+
+
+def _short(first: Any, rest: Fn, c: Any, conj: bool) -> Any:
+    """`first and rest` / `first or rest`, skipping `rest` when `first` already decides every subject."""
+    first = np.asarray(first, dtype=bool)
+    if conj and not first.any():
+        return first
+    if not conj and first.all():
+        return first
+    second = rest(c)
+    return np.logical_and(first, second) if conj else np.logical_or(first, second)
+
+
+def _member(x: Any, values: np.ndarray, invert: bool) -> Any:
+    """`x in values` elementwise; NaN (no reading) is never a member."""
+    x = np.asarray(x, dtype=float)
+    nothing = x.ndim and np.isnan(x).all()
+    hit = np.zeros(x.shape, bool) if nothing else (x[..., None] == values).any(axis=-1)
+    return ~hit if invert else hit
 
 
 def merge_windows(*parts: dict[str, float]) -> dict[str, float]:

@@ -19,6 +19,7 @@ from coldaisle.telemetry.frame import Frame, ThrottleReason
 
 _THERMAL = np.uint64(ThrottleReason.SW_THERMAL_SLOWDOWN | ThrottleReason.HW_THERMAL_SLOWDOWN)
 _POWER = np.uint64(ThrottleReason.SW_POWER_CAP)
+_STATIC_CACHE: dict[tuple[int, str], tuple[object, np.ndarray]] = {}
 _STATIC = {"slowdown_c": "slowdown_temperature_c", "shutdown_c": "shutdown_temperature_c",
            "power_default_limit_w": "power_default_limit_w", "power_min_limit_w": "power_min_limit_w",
            "power_max_limit_w": "power_max_limit_w"}
@@ -62,8 +63,11 @@ class EvalContext:
 
     def size(self, level: str) -> int:
         """How many subjects a level has."""
-        return {"device": self.n, "process": len(self.frame.processes), "node": len(self.nodes.names),
-                "job": len(self.jobs.names)}[level]
+        if level == "device":
+            return self.n
+        if level == "process":
+            return len(self.frame.processes)
+        return len(self.nodes.names) if level == "node" else len(self.jobs.names)
 
     def column(self, name: str, level: str) -> np.ndarray:
         """A named column at its level."""
@@ -88,7 +92,15 @@ class EvalContext:
         return f.column(name)
 
     def _static(self, attr: str) -> np.ndarray:
-        return np.array([getattr(d, attr) for d in self.frame.devices], dtype=float)
+        devices = self.frame.devices
+        key = (id(devices), attr)
+        cached = _STATIC_CACHE.get(key)
+        if cached is None or cached[0] is not devices:
+            cached = (devices, np.array([getattr(d, attr) for d in devices], dtype=float))
+            if len(_STATIC_CACHE) > 64:
+                _STATIC_CACHE.clear()
+            _STATIC_CACHE[key] = cached
+        return cached[1]
 
     def _process_column(self, name: str) -> np.ndarray:
         p = self.frame.processes

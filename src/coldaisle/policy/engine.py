@@ -56,6 +56,7 @@ class Engine:
         self.cooldown: dict[tuple[str, Hashable], float] = {}
         self._spent: dict[str, deque[float]] = {r.rule.name: deque() for r in self.rules}
         self.errors: dict[str, str] = {}
+        self._limited: dict[str, float] = {}
 
     def evaluate(self, ctx: EvalContext) -> list[Decision]:
         """All Decisions due at this sample; a rule that fails is reported and skipped."""
@@ -69,6 +70,27 @@ class Engine:
                 if self.errors.get(cr.rule.name) != msg:
                     self.note(msg)
                 self.errors[cr.rule.name] = msg
+        return out
+
+    def reset(self, rule: str | None, now: float) -> list[Decision]:
+        """Forget pending/firing state and cooldowns (of one rule, or all); returns restores for its caps.
+
+        This is `coldaisle agent reset`: a person clears a latched state by hand. KeyError for an unknown rule."""
+        names = [r.rule.name for r in self.rules]
+        if rule is not None and rule not in names:
+            raise KeyError(rule)
+        out: list[Decision] = []
+        for cr in self.rules:
+            if rule is not None and cr.rule.name != rule:
+                continue
+            for track in self.tracks[cr.rule.name].values():
+                out += [Decision(self.wall(), cr.rule.name, cr.rule.severity, ActionKind.POWER_CAP,
+                                 Target(node, device), restore=True, params={"reason": "reset by hand"})
+                        for device, node in track.capped.items()]
+            self.tracks[cr.rule.name].clear()
+            self._spent[cr.rule.name].clear()
+            for key in [k for k in self.cooldown if k[0] == cr.rule.name]:
+                del self.cooldown[key]
         return out
 
     def views(self, now: float) -> list[RuleView]:
@@ -128,9 +150,9 @@ class Engine:
         while track.next_rung < len(rungs) and ctx.now - track.fired_at >= rungs[track.next_rung].after - 1e-9:
             rung = rungs[track.next_rung]
             step = track.next_rung
-            track.next_rung += 1
             if rung.do in DESTRUCTIVE and not self._allow(cr, ctx.now):
-                continue
+                break  # over the hourly limit: this rung waits (and is retried) rather than being skipped
+            track.next_rung += 1
             from coldaisle.policy.targets import decisions_for
 
             for d in decisions_for(cr, rung, step, ctx, i, self.wall()):
@@ -151,8 +173,10 @@ class Engine:
         while spent and spent[0] <= now - 3600.0:
             spent.popleft()
         if len(spent) >= cr.rule.max_actions_per_hour:
-            self.note(f"rule {cr.rule.name}: hourly action limit ({cr.rule.max_actions_per_hour}) reached; "
-                      "further kills and drains suppressed")
+            if self._limited.get(cr.rule.name, -np.inf) <= now - 3600.0:
+                self.note(f"rule {cr.rule.name}: hourly action limit ({cr.rule.max_actions_per_hour}) reached; "
+                          "further kills and drains suppressed for up to an hour")
+                self._limited[cr.rule.name] = now
             return False
         spent.append(now)
         return True

@@ -19,6 +19,7 @@ class History:
         self.head = 0  # next slot
         self.count = 0
         self.n = -1
+        self._idx_cache: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = {}
 
     def append(self, frame: Frame, values: dict[str, np.ndarray]) -> None:
         """Store this sample's values of the tracked columns (resets if the device count changes)."""
@@ -33,14 +34,19 @@ class History:
         self.t[self.head] = frame.monotonic
         self.head = (self.head + 1) % self.capacity
         self.count = min(self.count + 1, self.capacity)
+        self._idx_cache.clear()
 
     def window(self, column: str, seconds: float, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(times, values[k, n]) of samples within `seconds` of `now`, oldest first."""
-        k = self.count
-        idx = (self.head - k + np.arange(k)) % self.capacity
-        t = self.t[idx]
-        keep = t >= now - seconds - 1e-9
-        return t[keep], self.data[column][idx[keep]]
+        key = (now, seconds)
+        hit = self._idx_cache.get(key)
+        if hit is None:
+            k = self.count
+            idx = (self.head - k + np.arange(k)) % self.capacity
+            t = self.t[idx]
+            keep = t >= now - seconds - 1e-9
+            hit = self._idx_cache[key] = (t[keep], idx[keep])
+        return hit[0], self.data[column][hit[1]]
 
 
 def windowed(kind: str, t: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -25,13 +25,16 @@ class SimBackend:
                      else lay.gpus_of_node(lay.node_index[node])).astype(np.intp)
         self._devices = tuple(self._info(int(g)) for g in self.gpus)
         self._event_cursor = len(twin.events)
+        self._xid_index = {(d.node, d.pci_bus_id): i for i, d in enumerate(self._devices)}
+        self._mem_total = np.full(len(self.gpus), twin.plan.card.memory_total_bytes)
+        self._zeros = np.zeros(len(self.gpus))
 
     def _info(self, g: int) -> DeviceInfo:
         lay, card = self.twin.plan.layout, self.twin.plan.card
         node = lay.node_names[int(lay.gpu_node[g])]
         local = int(lay.gpu_local[g])
         return DeviceInfo(
-            node=node, index=local if len(self.gpus) <= lay.topology.gpus_per_node else g,
+            node=node, index=local,  # NVML's index on its node; the Frame position is the device handle
             uuid=f"GPU-sim-{self.twin.plan.scenario.seed:04x}-{g:06d}", name=card.name,
             memory_total_bytes=int(card.memory_total_bytes), power_default_limit_w=card.tdp_w,
             power_max_limit_w=card.tdp_w, power_min_limit_w=card.min_limit_w,
@@ -47,27 +50,28 @@ class SimBackend:
         """Read the twin's current state as a Frame; lost GPUs are flagged with NaN readings."""
         s, g, tw = self.twin.state, self.gpus, self.twin
         work = s.work[g]
-        kw = Frame.blank(self._devices, tw.clock.time(), tw.clock.monotonic())
         lost = s.lost[g].copy()
-        kw.update(
+        kw: dict[str, object] = dict(
+            wall_time=tw.clock.time(), monotonic=tw.clock.monotonic(), devices=self._devices,
             temperature_c=s.temp_c[g].copy(), memory_temperature_c=s.temp_c[g] + 4.0,
             power_w=s.power_w[g].copy(), power_instant_w=s.power_w[g].copy(), power_limit_w=s.limit_w[g].copy(),
             energy_j=s.energy_j[g].copy(), memory_used_bytes=s.memory_bytes[g].copy(),
-            memory_total_bytes=np.full(len(g), tw.plan.card.memory_total_bytes),
+            memory_total_bytes=self._mem_total,
             utilization_gpu=st.UTILIZATION_GPU[work], utilization_memory=st.UTILIZATION_MEMORY[work],
             sm_clock_mhz=st.SM_CLOCK_MHZ[work] * s.throttle[g], memory_clock_mhz=st.MEMORY_CLOCK_MHZ[work],
             fan_pct=s.fan[g] * 100.0, pcie_rx_bytes_per_s=st.PCIE_BYTES_PER_S[work],
             pcie_tx_bytes_per_s=st.PCIE_BYTES_PER_S[work], nvlink_rx_bytes_per_s=st.NVLINK_BYTES_PER_S[work],
             nvlink_tx_bytes_per_s=st.NVLINK_BYTES_PER_S[work], pcie_replay_total=s.pcie_replay[g].copy(),
-            ecc_corrected_total=np.zeros(len(g)), ecc_uncorrected_total=np.zeros(len(g)),
-            sample_age_s=np.zeros(len(g)), throttle_reasons=self._throttle(g, work), lost=lost,
+            ecc_corrected_total=self._zeros, ecc_uncorrected_total=self._zeros, sample_age_s=self._zeros,
+            throttle_reasons=self._throttle(g, work), lost=lost,
             processes=self._processes(), events=self._events(),
         )
-        for name in ("temperature_c", "memory_temperature_c", "power_w", "power_instant_w", "utilization_gpu",
-                     "utilization_memory", "sm_clock_mhz", "fan_pct", "memory_used_bytes"):
-            arr = kw[name]
-            assert isinstance(arr, np.ndarray)
-            arr[lost] = np.nan
+        if lost.any():
+            for name in ("temperature_c", "memory_temperature_c", "power_w", "power_instant_w", "utilization_gpu",
+                         "utilization_memory", "sm_clock_mhz", "fan_pct", "memory_used_bytes"):
+                arr = kw[name]
+                assert isinstance(arr, np.ndarray)
+                arr[lost] = np.nan
         return Frame(**kw)  # type: ignore[arg-type]
 
     def _throttle(self, g: np.ndarray, work: np.ndarray) -> np.ndarray:
@@ -90,7 +94,7 @@ class SimBackend:
         events = self.twin.events
         new = events[self._event_cursor:]
         self._event_cursor = len(events)
-        index = {(d.node, d.pci_bus_id): i for i, d in enumerate(self._devices)}
+        index = self._xid_index
         out = []
         for e in new:
             key = (e.host, e.fields.get("pci"))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from coldaisle.report import Marker, Plot, Report, Section, Series, Table, Threshold, TimelineRow
+from coldaisle.sim.guard import Guarded
 from coldaisle.sim.summary import group_events
 from coldaisle.sim.twin import Twin
-from coldaisle.telemetry.events import Severity
+from coldaisle.telemetry.events import Event, Severity
 from coldaisle.units import format_duration
 
 #: Appendix B of the incident report: Rack 4, shelf 2, minutes after 03:00 -> reading.
@@ -26,12 +28,87 @@ def sensor_at(twin: Twin, name: str, t: float) -> float:
     return float(rec.view("sensor_c")[i, k])
 
 
-def build_report(twin: Twin) -> Report:
-    """The unprotected replay as a Report: what happened, the curves, the timeline, the bill."""
-    sections = [_overview(twin), _curves(twin), _timeline(twin)]
+def build_report(twin: Twin, guarded: Guarded | None = None) -> Report:
+    """The replay as a Report: what happened, the curves, the timeline, the bill; with `guarded`, the
+    same night under coldaisle's default policy beside it."""
+    sections = [_overview(twin)]
+    if guarded is not None:
+        sections.append(_comparison(twin, guarded))
+    sections += [_curves(twin, "no protection")]
+    if guarded is not None:
+        sections += [_curves(guarded.twin, "protected by coldaisle"), _actions(guarded)]
+    sections.append(_timeline(twin))
     title = f"coldaisle demo: {twin.plan.scenario.name}"
-    return Report(title, "The incident replayed on the digital twin, with no protection.", time.time(),
-                  tuple(sections))
+    sub = ("The incident replayed on the digital twin, without and with coldaisle's agent."
+           if guarded else "The incident replayed on the digital twin, with no protection.")
+    return Report(title, sub, time.time(), tuple(sections))
+
+
+def _first(events: list[Event], pred: Callable[[Event], bool]) -> float | None:
+    return min((e.time for e in events if pred(e)), default=None)
+
+
+def _clock(t: float | None, start: float) -> str:
+    return "never" if t is None else time.strftime("%H:%M:%S", time.gmtime(t)) + f" (+{t - start:.0f} s)"
+
+
+def _comparison(twin: Twin, g: Guarded) -> Section:
+    """Side by side: what the night cost unprotected and protected."""
+    from coldaisle.actions.audit import read
+
+    start = twin.plan.start_epoch
+    records = list(read(g.audit_path))
+    decisions = [r for r in records if r.get("kind") == "decision"]
+    outcomes = [r for r in records if r.get("kind") == "outcome" and r.get("status") == "done"]
+    first_d = min((_epoch(r["time"]) for r in decisions), default=None)
+    first_a = min((_epoch(r["time"]) for r in outcomes if r.get("action") != "notify"), default=None)
+    deadlock = _first(twin.events, lambda e: e.cls == "collective_deadlock")
+
+    def row(label: str, f: Callable[[Twin], str]) -> tuple[str, str, str]:
+        return (label, f(twin), f(g.twin))
+
+    rows = (
+        row("hottest GPU", lambda t: f"{t.state.peak_c.max():.1f} C"),
+        row("GPUs above slowdown", lambda t: str(int((t.state.above_slowdown_s > 0).sum()))),
+        row("GPU-minutes above slowdown", lambda t: f"{t.state.above_slowdown_s.sum() / 60:.0f}"),
+        row("energy burnt busy-waiting", lambda t: f"{t.physics.spin_j / 3.6e6:,.1f} kWh"),
+        row("facility energy", lambda t: f"{t.physics.facility_j / 3.6e6:,.0f} kWh"),
+        row("GPUs lost", lambda t: str(int(t.state.lost.sum()))),
+        row("nodes down", lambda t: str(int((~t.state.node_up).sum()))),
+        row("nodes drained", lambda t: ", ".join(t.plan.layout.node_names[n] for n in
+                                                np.flatnonzero(t.state.node_drained)) or "none"),
+        ("first detection", "never", _clock(first_d, start)),
+        ("first action", "a person at 03:20", _clock(first_a, start)),
+    )
+    text = (f"The collective deadlocked at {_clock(deadlock, start)}. Unprotected, every GPU busy-waited until a "
+            "person cut the power. Protected, the agent saw the collective-spin signature, drained the straggler "
+            "and stopped the job, then capped power through the cooling failure.")
+    return Section("Unprotected and protected, side by side", text,
+                   tables=(Table("The night, two ways", ("measure", "no protection", "coldaisle"), rows),))
+
+
+def _actions(g: Guarded) -> Section:
+    """What the agent did, grouped by rule and action."""
+    from collections import Counter
+
+    from coldaisle.actions.audit import read
+
+    counts: Counter[tuple[str, str, str]] = Counter()
+    first: dict[tuple[str, str, str], str] = {}
+    for r in read(g.audit_path):
+        if r.get("kind") == "outcome":
+            key = (str(r.get("rule")), str(r.get("action")), str(r.get("status")))
+            counts[key] += 1
+            first.setdefault(key, str(r.get("time", ""))[11:19])
+    rows = tuple((first[k], k[0], k[1], k[2], str(v)) for k, v in sorted(counts.items(), key=lambda kv: first[kv[0]]))
+    return Section("What the agent did", f"Every decision and outcome is in the audit log: `{g.audit_path}`.",
+                   tables=(Table("Actions by rule", ("first (UTC)", "rule", "action", "outcome", "count"), rows),))
+
+
+def _epoch(iso_time: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp()
 
 
 def _overview(twin: Twin) -> Section:
@@ -62,7 +139,7 @@ def _overview(twin: Twin) -> Section:
     return Section("What happened", text, tables=tables)
 
 
-def _curves(twin: Twin) -> Section:
+def _curves(twin: Twin, label: str) -> Section:
     plan, rec = twin.plan, twin.recorder
     t = rec.view("t")
     night = t <= NIGHT_S
@@ -87,11 +164,11 @@ def _curves(twin: Twin) -> Section:
     power = (Series("IT power", plan.start_epoch + t, rec.view("it_kw"), "kW"),
              Series("facility power", plan.start_epoch + t, rec.view("facility_kw"), "kW", style="dashed"))
     plots = (
-        Plot("Sensors through the night", "temperature (C)", sensors + reported, limits, marks),
+        Plot(f"Sensors through the night, {label}", "temperature (C)", sensors + reported, limits, marks),
         Plot("Hottest GPU of each rack", "temperature (C)", racks, limits, marks),
         Plot("Power drawn, whole run", "power (kW)", power),
     )
-    return Section("Temperatures and power", plots=plots)
+    return Section(f"Temperatures and power, {label}", plots=plots)
 
 
 def _timeline(twin: Twin) -> Section:

@@ -216,6 +216,21 @@ Fault = Annotated[
 ]
 
 
+class Expectation(_Strict):
+    """What a protected run must show (checked by `coldaisle sim test`); each key is one check."""
+
+    name: str = ""
+    max_temperature: Celsius | None = None  # no GPU ever above this
+    no_gpu_above_slowdown: bool = False
+    job_stopped: str | None = None  # this job has no process left ...
+    within: Seconds | None = None  # ... within this long ...
+    after: str | int | datetime | None = None  # ... of this time
+    node_drained: str | None = None  # this node is drained (by `before`, if given)
+    before: str | int | datetime | None = None
+    no_decisions: bool = False  # the policy took no action at all (no false alarm)
+    max_gpus_lost: int | None = Field(None, ge=0)
+
+
 class Scenario(_Strict):
     """A whole scenario file."""
 
@@ -232,6 +247,7 @@ class Scenario(_Strict):
     sensors: list[Sensor] = []
     jobs: list[Job] = []
     timeline: list[Fault] = []
+    expect: list[Expectation] = []
 
     @property
     def start_epoch(self) -> float:

@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -101,3 +102,17 @@ def group_events(events: Iterable[Event], *, window_s: float = 60.0, min_severit
         open_[key] = g
         groups.append(g)
     return groups
+
+
+def audit_records(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Decisions (time, rule, action, target, step, reason) and Outcomes from a protected run's audit log."""
+    from coldaisle.actions.audit import read
+
+    decisions, outcomes = [], []
+    for r in read(path):
+        if r.get("kind") == "decision":
+            decisions.append({k: r.get(k) for k in ("time", "rule", "severity", "action", "target", "step",
+                                                      "restore")} | {"reason": (r.get("params") or {}).get("reason")})
+        elif r.get("kind") == "outcome":
+            outcomes.append({k: r.get(k) for k in ("time", "rule", "action", "target", "status", "detail")})
+    return decisions, outcomes

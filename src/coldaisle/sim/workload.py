@@ -147,8 +147,9 @@ class Workload:
         if self.pid[g] == 0:
             return
         s = self.twin.state
+        job = self.twin.plan.jobs[self.groups[gi].job].spec.name if gi >= 0 else None
         self.twin.truth(t, self._host(g), "process_exit", pid=int(self.pid[g]),
-                        gpu=int(self.twin.plan.layout.gpu_local[g]), why=why)
+                        gpu=int(self.twin.plan.layout.gpu_local[g]), job=job, why=why)
         self.pid[g], self.group_of[g], self.dstate[g], self.exit_at[g] = 0, -1, False, np.inf
         s.memory_bytes[g] = 0.0
         if s.work[g] != Work.OFF:
