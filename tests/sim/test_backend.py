@@ -54,7 +54,7 @@ def test_a_node_view_only_sees_its_own_gpus() -> None:
     whole = SimBackend(twin)
     assert len(whole.devices()) == 32
     assert [d.uuid for d in whole.devices()] == uuids
-    assert len({d.index for d in whole.devices()}) == 32  # cluster-wide view: indices stay unique
+    assert len({(d.node, d.index) for d in whole.devices()}) == 32  # cluster-wide view: (node, NVML index) is unique
 
 
 def test_an_unknown_node_is_a_clear_error(twin: Twin) -> None:

@@ -40,6 +40,7 @@ class Expr:
     level: str  # const | device | process | node | job
     kind: str  # num | bool
     windows: dict[str, float] = field(default_factory=dict)  # device columns needing history -> seconds
+    cost: float = 1.0  # rough evaluation cost, to order `and`/`or` operands cheapest first
 
 
 _CMP = {ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le,
@@ -59,16 +60,18 @@ class Compiler:
 
     def compile(self, text: str, *, want: str = "bool") -> Expr:
         """Compile `text`; the result is lifted to the scope's subjects and must be of kind `want`."""
+        text = " ".join(text.split())  # YAML blocks may span lines; a condition is one line of meaning
         try:
-            tree = ast.parse(text.strip(), mode="eval")
+            tree = ast.parse(text, mode="eval")
         except SyntaxError as exc:
             raise CompileError(f"not a valid expression: {exc.msg}", (exc.offset or 1) - 1) from None
         expr = self._node(tree.body, self.scope)
         if expr.kind != want:
             raise CompileError(f"this is a {_kind(expr.kind)}, a {_kind(want)} is needed here")
-        if expr.level == "const":  # only a whole condition that is constant needs one value per subject
-            return Expr(lambda c, f=expr.fn, t=self.scope: c.broadcast(f(c), t), self.scope, expr.kind, expr.windows)
-        return self.lift(expr, self.scope, tree.body)
+        lifted = self.lift(expr, self.scope, tree.body)
+        # constants broadcast inside numpy expressions; the whole answer must still be one value per subject
+        return Expr(lambda c, f=lifted.fn, t=self.scope: _per_subject(f(c), c, t), self.scope, lifted.kind,
+                    lifted.windows, lifted.cost)
 
     # -- lifting between levels ---------------------------------------------------------------
     def lift(self, e: Expr, to: str, node: ast.AST) -> Expr:
@@ -77,7 +80,7 @@ class Compiler:
             return e  # a constant broadcasts by itself in numpy arithmetic and comparisons
         if e.level not in _LIFT[to]:
             raise CompileError(_level_error(e.level, to), _col(node))
-        return Expr(lambda c, f=e.fn, a=e.level, b=to: c.gather(f(c), a, b), to, e.kind, e.windows)
+        return Expr(lambda c, f=e.fn, a=e.level, b=to: c.gather(f(c), a, b), to, e.kind, e.windows, e.cost + 1)
 
     def _unify(self, a: Expr, b: Expr, node: ast.AST, within: str) -> tuple[Expr, Expr, str]:
         order = _LIFT[within]
@@ -110,7 +113,11 @@ class Compiler:
             return Expr(lambda c, v=v: v, "const", "num")
         for level, table in (("device", N.DEVICE), ("process", N.PROCESS), ("node", N.NODE), ("job", N.JOB)):
             if name in table:
-                return Expr(lambda c, n=name, lv=level: c.column(n, lv), level, "num")
+                cost = 1.0 if level in ("node", "job") else 2.0 if name in N.DEVICE else 6.0
+                leaf = Expr(lambda c, n=name, lv=level: c.column(n, lv), level, "num", cost=cost)
+                if within in ("device", "process") and level != within and level in _LIFT[within]:
+                    return self.lift(leaf, within, node)  # compare at the subject: NaN means "unknown" there
+                return leaf
         known = [*self.lets, *N.DEVICE, *N.PROCESS, *N.NODE, *N.JOB, *N.CONSTANTS]
         close = difflib.get_close_matches(name, known, n=1)
         raise CompileError(f"unknown name {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""), _col(node))
@@ -122,13 +129,13 @@ class Compiler:
                 raise CompileError("`and`/`or` need conditions on both sides", _col(v))
         # Cheap operands first (history windows last), and stop as soon as the answer is known for every
         # subject: a quiet cluster never pays for `time_to` or `rate`.
-        parts.sort(key=lambda e: len(e.windows))
+        parts.sort(key=lambda e: e.cost)
         acc = parts[0]
         conj = isinstance(node.op, ast.And)
         for p in parts[1:]:
             a, b, lv = self._unify(acc, p, node, within)
             acc = Expr(lambda c, f=a.fn, g=b.fn, conj=conj: _short(f(c), g, c, conj), lv, "bool",
-                       merge_windows(a.windows, b.windows))
+                       merge_windows(a.windows, b.windows), a.cost + b.cost)
         return acc
 
     def _UnaryOp(self, node: ast.UnaryOp, within: str) -> Expr:
@@ -136,7 +143,7 @@ class Compiler:
         if isinstance(node.op, ast.Not):
             if e.kind != "bool":
                 raise CompileError("`not` needs a condition", _col(node))
-            return Expr(lambda c, f=e.fn: np.logical_not(f(c)), e.level, "bool", e.windows)
+            return Expr(lambda c, f=e.fn: np.logical_not(f(c)), e.level, "bool", e.windows, e.cost + 1)
         if isinstance(node.op, ast.USub) and e.kind == "num":
             return Expr(lambda c, f=e.fn: -f(c), e.level, "num", e.windows)
         raise CompileError("this unary operator is not allowed", _col(node))
@@ -154,7 +161,7 @@ class Compiler:
             with np.errstate(divide="ignore", invalid="ignore"):
                 return op(f(c), g(c))
 
-        return Expr(fn, lv, "num", merge_windows(a.windows, b.windows))
+        return Expr(fn, lv, "num", merge_windows(a.windows, b.windows), a.cost + b.cost + 1)
 
     def _Compare(self, node: ast.Compare, within: str) -> Expr:
         left = self._node(node.left, within)
@@ -167,9 +174,11 @@ class Compiler:
                 if left.kind != "num" or right.kind != "num":
                     raise CompileError("comparisons need numbers on both sides", _col(node))
                 a, b, lv = self._unify(left, right, node, within)
-                f = _CMP[type(op)]
+                f = _CMP.get(type(op))
+                if f is None:
+                    raise CompileError("only < <= > >= == != and `in` compare values", _col(node))
                 cmp = Expr(lambda c, x=a.fn, y=b.fn, f=f: f(x(c), y(c)), lv, "bool",
-                           merge_windows(a.windows, b.windows))
+                           merge_windows(a.windows, b.windows), a.cost + b.cost + 1)
                 left = right
             out = cmp if out is None else self._and(out, cmp, node, within)
         assert out is not None
@@ -178,7 +187,7 @@ class Compiler:
     def _and(self, a: Expr, b: Expr, node: ast.AST, within: str) -> Expr:
         a, b, lv = self._unify(a, b, node, within)
         return Expr(lambda c, f=a.fn, g=b.fn: np.logical_and(f(c), g(c)), lv, "bool",
-                    merge_windows(a.windows, b.windows))
+                    merge_windows(a.windows, b.windows), a.cost + b.cost + 1)
 
     def _membership(self, left: Expr, op: ast.cmpop, right: ast.AST) -> Expr:
         if not isinstance(right, (ast.Tuple, ast.List)) or not all(
@@ -186,7 +195,8 @@ class Compiler:
             raise CompileError("`in` needs a list of numbers, e.g. xid in (48, 79)", _col(right))
         values = np.array([float(x.value) for x in right.elts])  # type: ignore[attr-defined]
         neg = isinstance(op, ast.NotIn)
-        return Expr(lambda c, f=left.fn, v=values, n=neg: _member(f(c), v, n), left.level, "bool", left.windows)
+        return Expr(lambda c, f=left.fn, v=values, n=neg: _member(f(c), v, n), left.level, "bool", left.windows,
+                    left.cost + 3)
 
     def _Call(self, node: ast.Call, within: str) -> Expr:
         from coldaisle.policy.functions import compile_call
@@ -194,6 +204,10 @@ class Compiler:
         if not isinstance(node.func, ast.Name) or node.keywords:
             raise CompileError("only plain calls of known functions are allowed", _col(node))
         return compile_call(self, node, within)
+
+
+def _per_subject(x: Any, c: Any, level: str) -> Any:
+    return c.broadcast(x, level) if np.ndim(x) == 0 else x
 
 
 def _short(first: Any, rest: Fn, c: Any, conj: bool) -> Any:

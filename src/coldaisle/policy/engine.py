@@ -20,6 +20,7 @@ import numpy as np
 from coldaisle.actions.interface import ActionKind, Decision, Target
 from coldaisle.policy.context import EvalContext
 from coldaisle.policy.loader import CompiledRule
+from coldaisle.policy.targets import decisions_for
 
 DESTRUCTIVE = {ActionKind.SIGTERM, ActionKind.SIGKILL, ActionKind.DRAIN}
 
@@ -31,6 +32,7 @@ class Track:
     pending_since: float
     fired_at: float | None = None
     next_rung: int = 0
+    waiting: list[int] = field(default_factory=list)  # destructive rungs held back by the hourly limit
     capped: dict[int, str] = field(default_factory=dict)  # device index -> node
 
 
@@ -127,8 +129,7 @@ class Engine:
                 clear = np.asarray(cr.clear.fn(ctx), dtype=bool) if cr.clear else ~mask
             if clear[index[key]]:
                 self._clear(cr, ctx, tracks.pop(key), key, out)
-            else:
-                self._ladder(cr, ctx, tracks[key], index[key], out)
+            # between `when` and `clear` the rule stays firing (its caps hold) but does not escalate
         return out
 
     def _hold(self, cr: CompiledRule, ctx: EvalContext, tracks: dict[Hashable, Track], key: Hashable, i: int,
@@ -147,14 +148,16 @@ class Engine:
     def _ladder(self, cr: CompiledRule, ctx: EvalContext, track: Track, i: int, out: list[Decision]) -> None:
         rungs = cr.rule.actions
         assert track.fired_at is not None
+        due = list(track.waiting)
         while track.next_rung < len(rungs) and ctx.now - track.fired_at >= rungs[track.next_rung].after - 1e-9:
-            rung = rungs[track.next_rung]
-            step = track.next_rung
-            if rung.do in DESTRUCTIVE and not self._allow(cr, ctx.now):
-                break  # over the hourly limit: this rung waits (and is retried) rather than being skipped
+            due.append(track.next_rung)
             track.next_rung += 1
-            from coldaisle.policy.targets import decisions_for
-
+        track.waiting = []
+        for step in due:
+            rung = rungs[step]
+            if rung.do in DESTRUCTIVE and not self._allow(cr, ctx.now):
+                track.waiting.append(step)  # over the hourly limit: retried each sample, later rungs go on
+                continue
             for d in decisions_for(cr, rung, step, ctx, i, self.wall()):
                 if d.action == ActionKind.POWER_CAP and d.target.device is not None:
                     track.capped[d.target.device] = d.target.node

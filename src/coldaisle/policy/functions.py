@@ -66,8 +66,9 @@ def _windowed(comp: Compiler, node: ast.Call, name: str, within: str) -> Expr:
         if limit.kind != "num":
             raise CompileError("the limit of time_to() must be a number", _col(node.args[1]))
         windows = merge_windows(windows, limit.windows)
-        return Expr(lambda c, n=col.id, lf=limit.fn, w=window: c.time_to(n, lf(c), w), "device", "num", windows)
-    return Expr(lambda c, n=col.id, w=window, k=name: c.windowed(k, n, w), "device", "num", windows)
+        return Expr(lambda c, n=col.id, lf=limit.fn, w=window: c.time_to(n, lf(c), w), "device", "num", windows,
+                    30.0 + limit.cost)
+    return Expr(lambda c, n=col.id, w=window, k=name: c.windowed(k, n, w), "device", "num", windows, 10.0)
 
 
 def _aggregate(comp: Compiler, node: ast.Call, name: str, within: str) -> Expr:
@@ -76,12 +77,19 @@ def _aggregate(comp: Compiler, node: ast.Call, name: str, within: str) -> Expr:
                            f"{comp.scope}", _col(node))
     if len(node.args) != 1:
         raise CompileError(f"{name}() takes one argument", _col(node))
-    arg = comp.lift(comp._node(node.args[0], "device"), "device", node.args[0])
+    inner = comp.lift(comp._node(node.args[0], "device"), "device", node.args[0])
+    arg = Expr(lambda c, f=inner.fn: _per_device(f(c), c), "device", inner.kind, inner.windows, inner.cost)
     wants_bool = name in ("any", "all", "share", "count")
     if wants_bool != (arg.kind == "bool"):
         raise CompileError(f"{name}() needs a {'condition' if wants_bool else 'number'}", _col(node.args[0]))
     kind = "bool" if name in ("any", "all") else "num"
-    return Expr(lambda c, f=arg.fn, k=name, s=comp.scope: c.reduce(k, f(c), s), comp.scope, kind, arg.windows)
+    return Expr(lambda c, f=arg.fn, k=name, s=comp.scope: c.reduce(k, f(c), s), comp.scope, kind, arg.windows,
+                arg.cost + 10.0)
+
+
+def _per_device(x: Any, c: Any) -> Any:
+    """A constant inside an aggregate counts once per GPU."""
+    return np.full(c.n, x) if np.ndim(x) == 0 else x
 
 
 def reduce_groups(op: str, values: np.ndarray, groups: np.ndarray, n_groups: int) -> Any:
@@ -92,8 +100,11 @@ def reduce_groups(op: str, values: np.ndarray, groups: np.ndarray, n_groups: int
     with np.errstate(invalid="ignore", divide="ignore"):
         if op in ("sum", "count"):
             return np.bincount(g, weights=np.nan_to_num(v), minlength=n_groups)
-        if op in ("mean", "share"):
-            return np.bincount(g, weights=np.nan_to_num(v), minlength=n_groups) / np.where(count > 0, count, np.nan)
+        if op in ("mean", "share"):  # over known readings only, like max and min
+            known = ~np.isnan(v)
+            n_known = np.bincount(g, weights=known, minlength=n_groups)
+            total = np.bincount(g, weights=np.where(known, v, 0.0), minlength=n_groups)
+            return total / np.where(n_known > 0, n_known, np.nan)
         if op == "any":
             return np.bincount(g, weights=np.nan_to_num(v), minlength=n_groups) > 0
         if op == "all":

@@ -10,7 +10,7 @@ from coldaisle.telemetry.frame import Frame
 class History:
     """Keeps `capacity` samples of selected per-device columns; no allocation per sample once sized."""
 
-    def __init__(self, columns: dict[str, float], interval_s: float = 1.0, max_samples: int = 3600) -> None:
+    def __init__(self, columns: dict[str, float], interval_s: float = 1.0, max_samples: int = 86_400) -> None:
         longest = max(columns.values(), default=0.0)
         self.capacity = int(min(max_samples, np.ceil(longest / max(interval_s, 1e-3)) + 3))
         self.columns = sorted(columns)

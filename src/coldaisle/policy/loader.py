@@ -74,9 +74,10 @@ def compile_rules(policy: Policy, at: Located) -> list[CompiledRule]:
 
 def _compile(rule: Rule, at: Located, path: Loc) -> CompiledRule:
     lets: dict[str, Expr] = {}
+    let_level = str(rule.scope) if rule.scope in (Scope.DEVICE, Scope.PROCESS) else "device"
     for name, text in rule.let.items():
-        comp = Compiler(Scope.DEVICE, lets)
-        lets[name] = _expr(comp, text, at, (*path, "let", name), want=None)
+        comp = Compiler(rule.scope, lets)
+        lets[name] = _expr(comp, text, at, (*path, "let", name), want=None, within=let_level)
     comp = Compiler(rule.scope, lets)
     when = _expr(comp, rule.when, at, (*path, "when"))
     clear = _expr(comp, rule.clear, at, (*path, "clear")) if rule.clear else None
@@ -89,15 +90,17 @@ def _compile(rule: Rule, at: Located, path: Loc) -> CompiledRule:
     return CompiledRule(rule, when, clear, straggler, windows)
 
 
-def _expr(comp: Compiler, text: str, at: Located, path: Loc, want: str | None = "bool") -> Expr:
+def _expr(comp: Compiler, text: str, at: Located, path: Loc, want: str | None = "bool",
+          within: str = "device") -> Expr:
+    flat = " ".join(text.split())
     try:
         if want is None:
             import ast
 
-            return comp._node(ast.parse(text.strip(), mode="eval").body, "device")
-        return comp.compile(text, want=want)
+            return comp._node(ast.parse(flat, mode="eval").body, within)
+        return comp.compile(flat, want=want)
     except CompileError as exc:
-        pointer = f"\n    {text.strip()}\n    {' ' * exc.offset}^"
+        pointer = f"\n    {flat}\n    {' ' * exc.offset}^"
         raise at.error(path, f"{exc}{pointer}") from None
     except SyntaxError as exc:
         raise at.error(path, f"not a valid expression: {exc.msg}") from None

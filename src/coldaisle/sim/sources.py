@@ -34,12 +34,17 @@ class SimJobs:
     def __init__(self, backend: SimBackend) -> None:
         self.backend, self.twin = backend, backend.twin
         self.names = [jp.spec.name for jp in self.twin.plan.jobs]
+        self._groups_seen = -1
+        self._group_job = np.array([-1], dtype=np.intp)
 
     def jobs(self, frame: Frame) -> Jobs:
         """Attribution for this Frame."""
         wl = self.twin.workload
         group = wl.group_of[self.backend.gpus]
-        group_job = np.array([g.job for g in wl.groups] + [-1], dtype=np.intp)
+        if len(wl.groups) != self._groups_seen:  # communicators only ever get appended
+            self._group_job = np.array([g.job for g in wl.groups] + [-1], dtype=np.intp)
+            self._groups_seen = len(wl.groups)
+        group_job = self._group_job
         of_device = group_job[np.where(group >= 0, group, -1)]
         of_process = of_device[frame.processes.device] if len(frame.processes) else np.zeros(0, np.intp)
         return Jobs(self.names, of_device, of_process, {"job_progress_age_s": self._age()})

@@ -8,7 +8,7 @@ hung) is kept beside it, never encoded as a sentinel number.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import IntFlag
 
 import numpy as np
@@ -157,10 +157,10 @@ class Frame:
 
     def __post_init__(self) -> None:
         n = len(self.devices)
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, np.ndarray) and f.name in METRIC_NAMES and value.shape != (n,):
-                raise ValueError(f"Frame column {f.name} has shape {value.shape}, expected ({n},)")
+        for name in (*METRIC_NAMES, "throttle_reasons", "lost"):
+            shape = getattr(self, name).shape
+            if shape != (n,):
+                raise ValueError(f"Frame column {name} has shape {shape}, expected ({n},)")
 
     def __len__(self) -> int:
         return len(self.devices)
