@@ -101,8 +101,15 @@ class Agent:
         self.frames: deque[Frame] = deque(maxlen=keep_frames)
         self.on_tick = on_tick
         self.stats = TickStats()
+        self.between_ticks: Callable[[], None] | None = None  # e.g. a SIGHUP policy reload, off the tick path
         n = len(backend.devices())
         self._xid_code, self._xid_time = np.full(n, np.nan), np.full(n, -np.inf)
+
+    def reload(self, policy: LoadedPolicy) -> None:
+        """Swap in a new, already validated policy (rule state starts afresh; caps in force stay until cleared)."""
+        self.policy = policy
+        self.engine = Engine(policy.rules, wall=self.clock.time, note=self.note)
+        self.history = History(policy.windows, self.interval_s)
 
     def tick(self) -> list[Decision]:
         """One sample, one evaluation; Decisions are submitted to the runner and returned."""
@@ -138,6 +145,8 @@ class Agent:
             except Exception as exc:  # one bad reading never kills the daemon
                 self.stats.errors += 1
                 self.note(f"tick failed: {type(exc).__name__}: {exc}")
+            if self.between_ticks is not None:
+                self.between_ticks()
             next_at += self.interval_s
             delay = next_at - self.clock.monotonic()
             if delay < 0:  # fell behind: skip missed slots rather than bursting

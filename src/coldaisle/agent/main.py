@@ -186,6 +186,9 @@ def run(o: Options, say: Callable[[str], None]) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    reload_wanted = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: reload_wanted.set())
+    agent.between_ticks = lambda: _maybe_reload(reload_wanted, o.policy, agent, audit, say)
     gc.collect()
     gc.freeze()
     try:
@@ -198,6 +201,23 @@ def run(o: Options, say: Callable[[str], None]) -> int:
         audit.close()
         backend.close()
     return 0
+
+
+def _maybe_reload(wanted: threading.Event, source: str, agent: Agent, audit: AuditLog,
+                  say: Callable[[str], None]) -> None:
+    """On SIGHUP: load the policy again; a broken file is reported and the running policy kept."""
+    if not wanted.is_set():
+        return
+    wanted.clear()
+    try:
+        lp = load_policy(source)
+    except ColdaisleError as exc:
+        audit.note("policy reload failed; keeping the running policy", error=exc.message)
+        say(f"policy reload failed, keeping the running policy: {exc.message}")
+        return
+    agent.reload(lp)
+    audit.note("policy reloaded", policy=lp.source, rules=len(lp.rules))
+    say(f"policy reloaded: {len(lp.rules)} rules from {lp.source}")
 
 
 def _run_sim(agent: Agent, stop: threading.Event, until: float | None) -> None:

@@ -29,6 +29,7 @@ from coldaisle.sim.twin import Twin
 
 _quiet = logging.getLogger("coldaisle.sim.notify")
 _quiet.propagate = False
+_quiet.addHandler(logging.NullHandler())
 
 
 @dataclass
