@@ -153,6 +153,14 @@ def policy_check(
         out.print(f"  {cr.rule.name:32s} {cr.rule.scope:8s} for {cr.rule.for_:>4g} s  -> {rungs}", highlight=False)
 
 
+@policy_app.command("reference")
+def policy_reference() -> None:
+    """Print the policy reference (docs/policy.md), generated from the schema."""
+    from coldaisle.policy.reference import render
+
+    sys.stdout.write(render())
+
+
 @policy_app.command("export")
 def policy_export(
     file: Annotated[str, typer.Argument(help="Policy file, or `default`.")],

@@ -28,14 +28,15 @@ class _Strict(BaseModel):
 class Rung(_Strict):
     """One step of the escalation ladder, taken `after` the rule has fired if it still holds."""
 
-    do: ActionKind
-    after: Seconds = 0.0
-    watts: Watts | None = None  # power_cap: absolute limit
-    fraction: float | None = Field(None, gt=0, le=1)  # power_cap: share of the default limit
-    to_min: bool = False  # power_cap: the device's minimum limit
-    group: bool = True  # sigterm/sigkill: the target's whole process group
-    nodes: Literal["subject", "straggler"] = "subject"  # drain: the subject's node(s) or the stragglers'
-    reason: str | None = None  # drain/notify text; evidence is appended
+    do: ActionKind = Field(description="notify, power_cap, sigterm, sigkill or drain")
+    after: Seconds = Field(0.0, description="grace since the rule fired, a duration such as `30 s`")
+    watts: Watts | None = Field(None, description="power_cap: the limit, a power such as `300 W`")
+    fraction: float | None = Field(None, gt=0, le=1, description="power_cap: share of the default limit")
+    to_min: bool = Field(False, description="power_cap: the GPU's lowest settable limit")
+    group: bool = Field(True, description="sigterm/sigkill: the target's whole process group")
+    nodes: Literal["subject", "straggler"] = Field(
+        "subject", description="drain: the subject's node(s), or only the stragglers' (job rules)")
+    reason: str | None = Field(None, description="text for the drain reason or alert; evidence is appended")
 
     @model_validator(mode="after")
     def _cap_has_level(self) -> Rung:
@@ -50,18 +51,18 @@ class Rung(_Strict):
 class Rule(_Strict):
     """One rule. `when` and `clear` are expressions over Frame columns (docs/policy.md)."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    description: str = ""
-    scope: Scope = Scope.DEVICE
-    let: dict[str, str] = {}
-    when: str
-    for_: Seconds = Field(0.0, alias="for")
-    clear: str | None = None
-    straggler: str | None = None
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="lower-case, digits, `-` and `_`")
+    description: str = Field("", description="why the rule exists, for people and alert summaries")
+    scope: Scope = Field(Scope.DEVICE, description="device, process, node or job")
+    let: dict[str, str] = Field({}, description="named sub-conditions, per GPU (per process in process rules)")
+    when: str = Field(description="the condition")
+    for_: Seconds = Field(0.0, alias="for", description="how long `when` must hold before the rule fires")
+    clear: str | None = Field(None, description="the condition that ends firing (default: `when` is false)")
+    straggler: str | None = Field(None, description="job rules: per-GPU condition naming the GPUs out of step")
     severity: Literal["info", "warning", "critical"] = "warning"
-    actions: list[Rung] = Field(min_length=1)
-    cooldown: Seconds = 300.0
-    max_actions_per_hour: int = Field(60, ge=1)
+    actions: list[Rung] = Field(min_length=1, description="the escalation ladder")
+    cooldown: Seconds = Field(300.0, description="after clearing, how long before the same subject fires again")
+    max_actions_per_hour: int = Field(60, ge=1, description="kills and drains this rule may order per hour")
     enabled: bool = True
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -70,8 +71,9 @@ class Rule(_Strict):
 class Policy(_Strict):
     """A policy file."""
 
-    mode: Literal["dry-run", "enforce"] = "dry-run"
+    mode: Literal["dry-run", "enforce"] = Field(
+        "dry-run", description="`enforce` acts; `dry-run` decides and audits only (overridden by --enforce)")
     rules: list[Rule] = Field(min_length=1)
     drain_max_share: float = Field(0.1, gt=0, le=1, description="circuit breaker: share of the fleet per window")
-    drain_window: Seconds = 3600.0
+    drain_window: Seconds = Field(3600.0, description="circuit breaker window, a duration such as `1 h`")
     fleet_size: int = Field(1, ge=1, description="nodes in the fleet, for the drain circuit breaker")
