@@ -37,7 +37,7 @@ def _progress(console: Console, label: str) -> Progress:
 def _run(plan_name: str, until: str | None, console: Console, label: str, policy: str | None = None,
          audit: Path | None = None):  # type: ignore[no-untyped-def]
     """Replay a scenario with a progress bar; with `policy`, the agent enforces it (returns a Guarded)."""
-    from coldaisle.sim.guard import guarded_replay
+    from coldaisle.sim.protected import guarded_replay
     from coldaisle.sim.replay import load_plan, parse_until, replay
     from coldaisle.sim.summary import iso
 

@@ -155,10 +155,11 @@ class Engine:
         track.waiting = []
         for step in due:
             rung = rungs[step]
-            if rung.do in DESTRUCTIVE and not self._allow(cr, ctx.now):
+            decisions = decisions_for(cr, rung, step, ctx, i, self.wall())
+            if decisions and rung.do in DESTRUCTIVE and not self._allow(cr, ctx.now):
                 track.waiting.append(step)  # over the hourly limit: retried each sample, later rungs go on
                 continue
-            for d in decisions_for(cr, rung, step, ctx, i, self.wall()):
+            for d in decisions:  # a rung with nothing left to act on (the process already exited) costs nothing
                 if d.action == ActionKind.POWER_CAP and d.target.device is not None:
                     track.capped[d.target.device] = d.target.node
                 out.append(d)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from coldaisle.report import Marker, Plot, Report, Section, Series, Table, Threshold, TimelineRow
-from coldaisle.sim.guard import Guarded
+from coldaisle.sim.protected import Guarded
 from coldaisle.sim.summary import group_events
 from coldaisle.sim.twin import Twin
 from coldaisle.telemetry.events import Event, Severity

@@ -8,7 +8,7 @@ import numpy as np
 
 from coldaisle.actions.audit import read
 from coldaisle.config import Located
-from coldaisle.sim.guard import Guarded
+from coldaisle.sim.protected import Guarded
 from coldaisle.sim.resolve import resolve_time
 from coldaisle.sim.scenario import Expectation
 

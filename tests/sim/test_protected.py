@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from coldaisle.actions.audit import read
-from coldaisle.sim.guard import Guarded, guarded_replay
+from coldaisle.sim.protected import Guarded, guarded_replay
 from coldaisle.sim.replay import load_plan
 from coldaisle.sim.scenario import find_scenario, parse_scenario
 
