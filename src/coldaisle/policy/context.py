@@ -60,6 +60,7 @@ class EvalContext:
         self._xid = xid_last if xid_last is not None else np.full(self.n, np.nan)
         self._dstate = process_d_state if process_d_state is not None else np.zeros(len(p))
         self._cache: dict[str, Any] = {}
+        self.keys: dict[str, Any] = {}  # subject identities per scope, filled by the engine
 
     def size(self, level: str) -> int:
         """How many subjects a level has."""

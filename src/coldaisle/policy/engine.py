@@ -59,6 +59,7 @@ class Engine:
         self._spent: dict[str, deque[float]] = {r.rule.name: deque() for r in self.rules}
         self.errors: dict[str, str] = {}
         self._limited: dict[str, float] = {}
+        self._device_keys: tuple[object, tuple[list[Any], dict[Hashable, int]]] = (None, ([], {}))
 
     def evaluate(self, ctx: EvalContext) -> list[Decision]:
         """All Decisions due at this sample; a rule that fails is reported and skipped."""
@@ -112,8 +113,7 @@ class Engine:
         tracks = self.tracks[cr.rule.name]
         if not mask.any() and not tracks:
             return []
-        keys = subject_keys(cr.rule.scope, ctx)
-        index = {k: i for i, k in enumerate(keys)}
+        keys, index = self._keys(cr.rule.scope, ctx)
         clear = None
         out: list[Decision] = []
         for i in np.flatnonzero(mask):
@@ -131,6 +131,20 @@ class Engine:
                 self._clear(cr, ctx, tracks.pop(key), key, out)
             # between `when` and `clear` the rule stays firing (its caps hold) but does not escalate
         return out
+
+    def _keys(self, scope: str, ctx: EvalContext) -> tuple[list[Any], dict[Hashable, int]]:
+        """Subject identities and their positions, built once per sample and scope (devices: once per set)."""
+        cached = ctx.keys.get(scope)
+        if cached is None:
+            if scope == "device" and self._device_keys[0] is ctx.frame.devices:
+                cached = self._device_keys[1]
+            else:
+                keys = subject_keys(scope, ctx)
+                cached = (keys, {k: i for i, k in enumerate(keys)})
+                if scope == "device":
+                    self._device_keys = (ctx.frame.devices, cached)
+            ctx.keys[scope] = cached
+        return cached
 
     def _hold(self, cr: CompiledRule, ctx: EvalContext, tracks: dict[Hashable, Track], key: Hashable, i: int,
               out: list[Decision]) -> None:

@@ -12,6 +12,11 @@ from coldaisle.telemetry.frame import DeviceEvent, DeviceInfo, Frame, ProcessRow
 _XID_SOURCES = {"xid"}
 
 
+def per_state_views(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The per-state columns a Frame takes as they are (the SM clock is scaled by throttling separately)."""
+    return {k: v for k, v in cols.items() if k != "sm_clock_mhz"}
+
+
 class SimBackend:
     """A view onto the twin: `node=None` reads every GPU of the cluster, otherwise one node's GPUs."""
 
@@ -28,6 +33,10 @@ class SimBackend:
         self._xid_index = {(d.node, d.pci_bus_id): i for i, d in enumerate(self._devices)}
         self._mem_total = np.full(len(self.gpus), twin.plan.card.memory_total_bytes)
         self._zeros = np.zeros(len(self.gpus))
+        self._zeros.flags.writeable = False
+        self._mem_total.flags.writeable = False
+        self._work: np.ndarray | None = None
+        self._state_cols: dict[str, np.ndarray] = {}
 
     def _info(self, g: int) -> DeviceInfo:
         lay, card = self.twin.plan.layout, self.twin.plan.card
@@ -50,6 +59,7 @@ class SimBackend:
         """Read the twin's current state as a Frame; lost GPUs are flagged with NaN readings."""
         s, g, tw = self.twin.state, self.gpus, self.twin
         work = s.work[g]
+        per_state = self._per_state(work)
         lost = s.lost[g].copy()
         kw: dict[str, object] = dict(
             wall_time=tw.clock.time(), monotonic=tw.clock.monotonic(), devices=self._devices,
@@ -57,11 +67,8 @@ class SimBackend:
             power_w=s.power_w[g].copy(), power_instant_w=s.power_w[g].copy(), power_limit_w=s.limit_w[g].copy(),
             energy_j=s.energy_j[g].copy(), memory_used_bytes=s.memory_bytes[g].copy(),
             memory_total_bytes=self._mem_total,
-            utilization_gpu=st.UTILIZATION_GPU[work], utilization_memory=st.UTILIZATION_MEMORY[work],
-            sm_clock_mhz=st.SM_CLOCK_MHZ[work] * s.throttle[g], memory_clock_mhz=st.MEMORY_CLOCK_MHZ[work],
-            fan_pct=s.fan[g] * 100.0, pcie_rx_bytes_per_s=st.PCIE_BYTES_PER_S[work],
-            pcie_tx_bytes_per_s=st.PCIE_BYTES_PER_S[work], nvlink_rx_bytes_per_s=st.NVLINK_BYTES_PER_S[work],
-            nvlink_tx_bytes_per_s=st.NVLINK_BYTES_PER_S[work], pcie_replay_total=s.pcie_replay[g].copy(),
+            sm_clock_mhz=per_state["sm_clock_mhz"] * s.throttle[g], fan_pct=s.fan[g] * 100.0,
+            pcie_replay_total=s.pcie_replay[g].copy(), **per_state_views(per_state),
             ecc_corrected_total=self._zeros, ecc_uncorrected_total=self._zeros, sample_age_s=self._zeros,
             throttle_reasons=self._throttle(g, work), lost=lost,
             processes=self._processes(), events=self._events(),
@@ -69,10 +76,25 @@ class SimBackend:
         if lost.any():
             for name in ("temperature_c", "memory_temperature_c", "power_w", "power_instant_w", "utilization_gpu",
                          "utilization_memory", "sm_clock_mhz", "fan_pct", "memory_used_bytes"):
-                arr = kw[name]
-                assert isinstance(arr, np.ndarray)
+                arr = np.array(kw[name], dtype=float)  # a copy: per-state columns are shared between Frames
                 arr[lost] = np.nan
+                kw[name] = arr
         return Frame(**kw)  # type: ignore[arg-type]
+
+    def _per_state(self, work: np.ndarray) -> dict[str, np.ndarray]:
+        """Utilisation, clocks and link throughput by what each GPU does; reused while nothing changes state."""
+        if self._work is not None and np.array_equal(work, self._work):
+            return self._state_cols
+        self._work = work.copy()
+        self._state_cols = {
+            "utilization_gpu": st.UTILIZATION_GPU[work], "utilization_memory": st.UTILIZATION_MEMORY[work],
+            "sm_clock_mhz": st.SM_CLOCK_MHZ[work], "memory_clock_mhz": st.MEMORY_CLOCK_MHZ[work],
+            "pcie_rx_bytes_per_s": st.PCIE_BYTES_PER_S[work], "pcie_tx_bytes_per_s": st.PCIE_BYTES_PER_S[work],
+            "nvlink_rx_bytes_per_s": st.NVLINK_BYTES_PER_S[work], "nvlink_tx_bytes_per_s": st.NVLINK_BYTES_PER_S[work],
+        }
+        for arr in self._state_cols.values():
+            arr.flags.writeable = False  # shared by consecutive Frames
+        return self._state_cols
 
     def _throttle(self, g: np.ndarray, work: np.ndarray) -> np.ndarray:
         s = self.twin.state
