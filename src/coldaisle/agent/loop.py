@@ -130,6 +130,11 @@ class Agent:
             self.on_tick(frame, nodes, jobs, decisions)
         return decisions
 
+    def inject_xid(self, device: int, xid: int) -> None:
+        """An Xid learned elsewhere (the kernel log) for device `device`; seen by the next tick."""
+        if 0 <= device < self._xid_code.size:
+            self._xid_code[device], self._xid_time[device] = xid, self.clock.monotonic()
+
     def _xids(self, frame: Frame) -> np.ndarray:
         for ev in frame.events:
             if ev.kind == "xid" and ev.xid is not None and 0 <= ev.device < self._xid_code.size:

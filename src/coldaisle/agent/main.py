@@ -244,7 +244,16 @@ def _agent(backend: Backend, lp: LoadedPolicy, runner: ActionRunner, clock: Cloc
             last["host"] = probe.sample()
             return last["host"].as_dict()
 
-        nodes = LocalNode(node, probe=sample_host)
+        kernel = _kernel_watch(o, node, backend, clock, audit)
+        last["kernel"] = kernel
+
+        def sample_node() -> dict[str, float]:
+            values = sample_host()
+            if kernel is not None:
+                values["kernel_gpu_errors"] = kernel.recent_count()
+            return values
+
+        nodes = LocalNode(node, probe=sample_node)
         jobs = ProcJobs()
     capper = runner.executors[ActionKind.POWER_CAP]
 
@@ -258,7 +267,24 @@ def _agent(backend: Backend, lp: LoadedPolicy, runner: ActionRunner, clock: Cloc
 
     agent = Agent(backend, lp, runner, clock, interval_s=o.interval_s, nodes=nodes, jobs=jobs,
                   on_tick=on_tick, note=audit.note)
+    if last.get("kernel") is not None:
+        last["kernel"].on_xid = agent.inject_xid
+        last["kernel"].start()
     return agent
+
+
+def _kernel_watch(o: Options, node: str, backend: Backend, clock: Clock, audit: AuditLog) -> Any:
+    """Follow /dev/kmsg if this host lets us read it (a container often does not: say so and go on)."""
+    from coldaisle.agent.kernel import KernelWatch
+    from coldaisle.agent.kmsg import KmsgFollower
+
+    try:
+        follower = KmsgFollower("/dev/kmsg", cursor_file=o.audit.with_name("kmsg.cursor"), host=node, clock=clock)
+        follower.poll()  # catch up (the cursor keeps lines seen before a restart from firing again)
+    except OSError as exc:
+        audit.note("kernel log not followed", error=str(exc))
+        return None
+    return KernelWatch(follower, backend.devices(), clock, on_xid=lambda _d, _x: None)
 
 
 def _server(o: Options, collector: FrameCollector, agent: Agent, runner: ActionRunner,
