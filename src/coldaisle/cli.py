@@ -124,7 +124,8 @@ def sim_test(
 def demo(
     html: Annotated[Path, typer.Option(help="Where to write the HTML report.")] = Path("coldaisle-demo.html"),
     scenario: Annotated[str, typer.Option(help="Scenario to replay.")] = "prometheus-unbound",
-    until: Annotated[str | None, typer.Option(help='Stop early: "+6 h", "09:00" or an ISO time.')] = None,
+    until: Annotated[str, typer.Option(help='How far to replay: "+6 h" (the night, every event), "+72 h" '
+                                            '(the whole scenario), "09:00" or an ISO time.')] = "+6 h",
     policy: Annotated[str, typer.Option(help="Policy for the protected run (`default`).")] = "default",
 ) -> None:
     """Replay the incident on the simulator without and with coldaisle, in the terminal and as HTML."""
