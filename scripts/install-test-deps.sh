@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Debian packages the integration tests start for real. Idempotent; run as root (CI does).
 set -euo pipefail
-pkgs=()
-[ ${#pkgs[@]} -eq 0 ] && exit 0
+# prometheus (+ promtool): scrapes the agent; slurmctld/slurmd/munge: a real single-node Slurm for drains;
+# stress-ng: saturates the CPUs in the agent benchmark.
+pkgs=(prometheus slurmctld slurmd slurm-client munge stress-ng)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+pkgs=("${missing[@]}")
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-test-deps: run as root (apt-get install ${pkgs[*]})" >&2
   exit 1
