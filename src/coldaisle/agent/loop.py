@@ -101,15 +101,17 @@ class Agent:
         self.frames: deque[Frame] = deque(maxlen=keep_frames)
         self.on_tick = on_tick
         self.stats = TickStats()
+        self.lock = threading.Lock()  # the engine is shared with `agent reset` on the HTTP thread
         self.between_ticks: Callable[[], None] | None = None  # e.g. a SIGHUP policy reload, off the tick path
         n = len(backend.devices())
         self._xid_code, self._xid_time = np.full(n, np.nan), np.full(n, -np.inf)
 
     def reload(self, policy: LoadedPolicy) -> None:
         """Swap in a new, already validated policy (rule state starts afresh; caps in force stay until cleared)."""
-        self.policy = policy
-        self.engine = Engine(policy.rules, wall=self.clock.time, note=self.note)
-        self.history = History(policy.windows, self.interval_s)
+        with self.lock:
+            self.policy = policy
+            self.engine = Engine(policy.rules, wall=self.clock.time, note=self.note)
+            self.history = History(policy.windows, self.interval_s)
 
     def tick(self) -> list[Decision]:
         """One sample, one evaluation; Decisions are submitted to the runner and returned."""
@@ -119,7 +121,8 @@ class Agent:
         ctx = EvalContext(frame, nodes, jobs, self.history, xid_last=self._xids(frame))
         self.history.append(frame, {c: ctx.column(c, "device") for c in self.history.columns})
         self.frames.append(frame)
-        decisions = self.engine.evaluate(ctx)
+        with self.lock:
+            decisions = self.engine.evaluate(ctx)
         for d in decisions:
             self.runner.submit(d)
         self.stats.samples += 1

@@ -259,7 +259,8 @@ def _agent(backend: Backend, lp: LoadedPolicy, runner: ActionRunner, clock: Cloc
 
     def on_tick(frame: Any, nodes_: Any, jobs_: Any, decisions: list[Decision]) -> None:
         capper.observe(frame)
-        views = agent.engine.views(clock.monotonic())
+        with agent.lock:
+            views = agent.engine.views(clock.monotonic())
         stats = AgentStats(agent.stats.samples, agent.stats.last_duration_s, agent.stats.last_wall,
                            sum(v.pending for v in views), sum(v.firing for v in views),
                            {(str(a), str(s)): n for (a, s), n in runner.counts.items()})
@@ -298,7 +299,8 @@ def _server(o: Options, collector: FrameCollector, agent: Agent, runner: ActionR
                     "errors": agent.stats.errors, "actions_dropped": runner.dropped}
 
     def reset(rule: str | None) -> dict[str, Any]:
-        restores = agent.engine.reset(rule, agent.clock.monotonic())
+        with agent.lock:
+            restores = agent.engine.reset(rule, agent.clock.monotonic())
         for d in restores:
             runner.submit(d)
         audit.note("state reset by hand", rule=rule or "all", restores=len(restores))

@@ -150,6 +150,12 @@ class EvalContext:
     # -- history --------------------------------------------------------------------------------
     def windowed(self, kind: str, column: str, seconds: float) -> np.ndarray:
         """rate/delta/avg_over/max_over of a per-device column."""
+        if kind in ("rate", "delta"):  # only the window's two ends matter: no copy of the window
+            ends = self.history.ends(column, seconds, self.now)
+            if ends is None:
+                return np.full(self.n, np.nan)
+            t0, t1, x0, x1 = ends
+            return (x1 - x0) if kind == "delta" else (x1 - x0) / (t1 - t0)
         t, x = self.history.window(column, seconds, self.now)
         return windowed(kind, t, x)
 

@@ -49,6 +49,20 @@ class History:
         return hit[0], self.data[column][hit[1]]
 
 
+    def ends(self, column: str, seconds: float, now: float) -> tuple[float, float, np.ndarray, np.ndarray] | None:
+        """(t_first, t_last, x_first, x_last) of the window without copying it (None: fewer than 2 samples)."""
+        k = self.count
+        if k < 2:
+            return None
+        idx = (self.head - k + np.arange(k)) % self.capacity
+        t = self.t[idx]
+        first = int(np.searchsorted(t, now - seconds - 1e-9))
+        if first >= k - 1:
+            return None
+        data = self.data[column]
+        return float(t[first]), float(t[-1]), data[idx[first]], data[idx[-1]]
+
+
 def windowed(kind: str, t: np.ndarray, x: np.ndarray) -> np.ndarray:
     """rate, delta, avg_over or max_over of samples x[k, n] taken at times t[k]."""
     n = x.shape[1] if x.ndim == 2 else 0

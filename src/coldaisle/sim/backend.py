@@ -99,8 +99,10 @@ class SimBackend:
     def _throttle(self, g: np.ndarray, work: np.ndarray) -> np.ndarray:
         s = self.twin.state
         reasons = np.zeros(len(g), np.uint64)
-        thermal = np.uint64(ThrottleReason.SW_THERMAL_SLOWDOWN | ThrottleReason.HW_THERMAL_SLOWDOWN)
-        reasons[s.throttle[g] < 1.0] |= thermal
+        throttle = s.throttle[g]
+        if throttle.min() < 1.0:
+            thermal = np.uint64(ThrottleReason.SW_THERMAL_SLOWDOWN | ThrottleReason.HW_THERMAL_SLOWDOWN)
+            reasons[throttle < 1.0] |= thermal
         demand = s.demand[work, g]
         reasons[demand > s.limit_w[g]] |= np.uint64(ThrottleReason.SW_POWER_CAP)
         reasons[work == st.Work.IDLE] |= np.uint64(ThrottleReason.GPU_IDLE)

@@ -50,7 +50,7 @@ def protect(plan: Plan, policy: str | LoadedPolicy = "default", *, audit_path: P
     backend = SimBackend(twin)
     lp = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
     path = audit_path or Path(tempfile.mkdtemp(prefix="coldaisle-sim-")) / "audit.jsonl"
-    audit = AuditLog(path, clock=twin.clock)
+    audit = AuditLog(path, clock=twin.clock, durable=False)  # simulated time: a lost line is a rerun away
     capper = PowerCapper(backend, clock=twin.clock)
     signaller = SimSignaller(twin)
     executors = {ActionKind.NOTIFY: LogNotifier(_quiet, clock=twin.clock), ActionKind.POWER_CAP: capper,

@@ -29,7 +29,10 @@ class SimNodes:
 
 
 class SimJobs:
-    """Job of each device and process from the twin's workload, and seconds since each job progressed."""
+    """Running jobs: the job of each device and process, and seconds since each job progressed.
+
+    Like a real node, which only sees jobs that have processes, jobs that have not started or have
+    ended are not listed."""
 
     def __init__(self, backend: SimBackend) -> None:
         self.backend, self.twin = backend, backend.twin
@@ -45,9 +48,13 @@ class SimJobs:
             self._group_job = np.array([g.job for g in wl.groups] + [-1], dtype=np.intp)
             self._groups_seen = len(wl.groups)
         group_job = self._group_job
-        of_device = group_job[np.where(group >= 0, group, -1)]
+        running = [j for j, status in enumerate(wl.job_status) if status == "running"]
+        remap = np.full(len(self.names) + 1, -1, dtype=np.intp)  # last slot: "no job" stays -1
+        remap[running] = np.arange(len(running))
+        of_device = remap[group_job[np.where(group >= 0, group, -1)]]
         of_process = of_device[frame.processes.device] if len(frame.processes) else np.zeros(0, np.intp)
-        return Jobs(self.names, of_device, of_process, {"job_progress_age_s": self._age()})
+        age = self._age()[running]
+        return Jobs([self.names[j] for j in running], of_device, of_process, {"job_progress_age_s": age})
 
     def _age(self) -> np.ndarray:
         wl, now = self.twin.workload, self.twin.t
