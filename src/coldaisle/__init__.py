@@ -1,3 +1,19 @@
 """coldaisle: keep GPU clusters from cooking themselves and jobs from failing silently."""
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # checkers see the real signatures; at run time they load on first use
+    from coldaisle.guard.heartbeat import latency as latency
+    from coldaisle.guard.heartbeat import progress as progress
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:  # lazy: `import coldaisle` stays cheap
+    """`coldaisle.progress` and `coldaisle.latency` (the heartbeat API) load guard.heartbeat on first use."""
+    if name in ("progress", "latency"):
+        from coldaisle.guard import heartbeat
+
+        globals()[name] = value = getattr(heartbeat, name)  # cached: later lookups are a plain dict hit
+        return value
+    raise AttributeError(f"module 'coldaisle' has no attribute {name!r}")

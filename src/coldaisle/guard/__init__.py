@@ -1,0 +1,1 @@
+"""`coldaisle run`: supervise a distributed job (heartbeat API and reader, supervisor, stack dumps, bundles)."""
