@@ -59,7 +59,7 @@ def protect(plan: Plan, policy: str | LoadedPolicy = "default", *, audit_path: P
     runner = ActionRunner(executors, audit, dry_run=False, breaker=breaker, clock=twin.clock, asynchronous=False,
                           keep=1_000_000)
     agent = Agent(backend, lp, runner, twin.clock, interval_s=interval_s, nodes=SimNodes(backend),
-                  jobs=SimJobs(backend), note=audit.note,
+                  jobs=SimJobs(backend), note=audit.note, keep_frames=2,  # the recorder keeps the history
                   on_tick=lambda frame, *_: capper.observe(frame))
     return Guarded(twin, agent, runner, path, lp)
 

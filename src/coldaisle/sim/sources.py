@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from coldaisle.policy.context import Jobs, Nodes
@@ -38,6 +40,8 @@ class SimJobs:
         self.backend, self.twin = backend, backend.twin
         self.names = [jp.spec.name for jp in self.twin.plan.jobs]
         self._groups_seen = -1
+        self._groups_indexed = 0
+        self._groups_of: dict[int, list[Any]] = {}
         self._group_job = np.array([-1], dtype=np.intp)
 
     def jobs(self, frame: Frame) -> Jobs:
@@ -53,15 +57,17 @@ class SimJobs:
         remap[running] = np.arange(len(running))
         of_device = remap[group_job[np.where(group >= 0, group, -1)]]
         of_process = of_device[frame.processes.device] if len(frame.processes) else np.zeros(0, np.intp)
-        age = self._age()[running]
+        age = self._age(running)
         return Jobs([self.names[j] for j in running], of_device, of_process, {"job_progress_age_s": age})
 
-    def _age(self) -> np.ndarray:
+    def _age(self, running: list[int]) -> np.ndarray:
         wl, now = self.twin.workload, self.twin.t
-        age = np.full(len(self.names), np.nan)
-        for j in range(len(self.names)):
-            mine = [g for g in wl.groups if g.job == j]
-            if wl.job_status[j] != "running" or not mine:
-                continue
-            age[j] = 0.0 if any(g.status == "running" for g in mine) else now - max(g.since for g in mine)
+        for g in wl.groups[self._groups_indexed:]:  # communicators are only ever appended
+            self._groups_of.setdefault(g.job, []).append(g)
+        self._groups_indexed = len(wl.groups)
+        age = np.full(len(running), np.nan)
+        for k, j in enumerate(running):
+            mine = self._groups_of.get(j, [])
+            if mine:
+                age[k] = 0.0 if any(g.status == "running" for g in mine) else now - max(g.since for g in mine)
         return age
