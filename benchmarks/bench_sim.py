@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import time
@@ -56,7 +57,7 @@ def main() -> None:
         "wall_s": round(wall, 2), "real_time_factor": round(twin.t / wall),
         "us_per_step": round(wall / steps * 1e6, 1), "baseline_s": round(base, 2),
         "ratio_to_baseline": round(wall / base, 2), "peak_rss_mib": round(rss_mib),
-        "machine": f"{platform.machine()} {platform.processor() or ''} nproc={len(__import__('os').sched_getaffinity(0))}",
+        "machine": f"{platform.machine()} nproc={len(os.sched_getaffinity(0))}",
     }, indent=1))
 
 
