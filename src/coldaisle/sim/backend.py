@@ -29,6 +29,8 @@ class SimBackend:
         self.gpus = (np.arange(lay.n_gpus) if node is None
                      else lay.gpus_of_node(lay.node_index[node])).astype(np.intp)
         self._devices = tuple(self._info(int(g)) for g in self.gpus)
+        # a node's GPUs (or the whole cluster) are contiguous: a slice reads them as views, not fancy-index copies
+        self._sel = slice(int(self.gpus[0]), int(self.gpus[-1]) + 1)
         self._event_cursor = len(twin.events)
         self._xid_index = {(d.node, d.pci_bus_id): i for i, d in enumerate(self._devices)}
         self._mem_total = np.full(len(self.gpus), twin.plan.card.memory_total_bytes)
@@ -57,7 +59,7 @@ class SimBackend:
 
     def sample(self) -> Frame:
         """Read the twin's current state as a Frame; lost GPUs are flagged with NaN readings."""
-        s, g, tw = self.twin.state, self.gpus, self.twin
+        s, g, tw = self.twin.state, self._sel, self.twin
         work = s.work[g]
         per_state = self._per_state(work)
         lost = s.lost[g].copy()
@@ -96,20 +98,20 @@ class SimBackend:
             arr.flags.writeable = False  # shared by consecutive Frames
         return self._state_cols
 
-    def _throttle(self, g: np.ndarray, work: np.ndarray) -> np.ndarray:
+    def _throttle(self, g: slice, work: np.ndarray) -> np.ndarray:
         s = self.twin.state
-        reasons = np.zeros(len(g), np.uint64)
+        reasons = np.zeros(len(self.gpus), np.uint64)
         throttle = s.throttle[g]
         if throttle.min() < 1.0:
             thermal = np.uint64(ThrottleReason.SW_THERMAL_SLOWDOWN | ThrottleReason.HW_THERMAL_SLOWDOWN)
             reasons[throttle < 1.0] |= thermal
-        demand = s.demand[work, g]
+        demand = s.demand[work, self.gpus]
         reasons[demand > s.limit_w[g]] |= np.uint64(ThrottleReason.SW_POWER_CAP)
         reasons[work == st.Work.IDLE] |= np.uint64(ThrottleReason.GPU_IDLE)
         return reasons
 
     def _processes(self) -> ProcessRows:
-        wl, g = self.twin.workload, self.gpus
+        wl, g = self.twin.workload, self._sel
         rows = np.flatnonzero(wl.pid[g] != 0)
         dev = rows.astype(np.int32)
         return ProcessRows(dev, wl.pid[g][rows].astype(np.int64), self.twin.state.memory_bytes[g][rows].copy())

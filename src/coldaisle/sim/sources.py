@@ -41,12 +41,16 @@ class SimJobs:
         self.names = [jp.spec.name for jp in self.twin.plan.jobs]
         self._groups_seen = -1
         self._groups_indexed = 0
+        self._cached: tuple[int, list[str], np.ndarray, np.ndarray, list[int]] | None = None
         self._groups_of: dict[int, list[Any]] = {}
         self._group_job = np.array([-1], dtype=np.intp)
 
     def jobs(self, frame: Frame) -> Jobs:
         """Attribution for this Frame."""
         wl = self.twin.workload
+        if self._cached is not None and self._cached[0] == wl.version:
+            _, names, of_device, of_process, running = self._cached
+            return Jobs(names, of_device, of_process, {"job_progress_age_s": self._age(running)})
         group = wl.group_of[self.backend.gpus]
         if len(wl.groups) != self._groups_seen:  # communicators only ever get appended
             self._group_job = np.array([g.job for g in wl.groups] + [-1], dtype=np.intp)
@@ -57,8 +61,9 @@ class SimJobs:
         remap[running] = np.arange(len(running))
         of_device = remap[group_job[np.where(group >= 0, group, -1)]]
         of_process = of_device[frame.processes.device] if len(frame.processes) else np.zeros(0, np.intp)
-        age = self._age(running)
-        return Jobs([self.names[j] for j in running], of_device, of_process, {"job_progress_age_s": age})
+        names = [self.names[j] for j in running]
+        self._cached = (wl.version, names, of_device, of_process, running)
+        return Jobs(names, of_device, of_process, {"job_progress_age_s": self._age(running)})
 
     def _age(self, running: list[int]) -> np.ndarray:
         wl, now = self.twin.workload, self.twin.t

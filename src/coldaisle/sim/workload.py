@@ -51,12 +51,14 @@ class Workload:
         self.job_status = ["pending"] * len(twin.plan.jobs)
         self._next_pid = np.full(twin.plan.layout.n_nodes, FIRST_PID, np.int64)
         self.cancelled: set[int] = set()
+        self.version = 0  # bumped on every change of who runs where (views of the twin cache on it)
 
     # -- jobs -------------------------------------------------------------------------------
     def start_job(self, j: int, t: float) -> None:
         """Place job j's ranks on its GPUs that are up, undrained and free."""
         jp = self.twin.plan.jobs[j]
         self.job_status[j] = "running"
+        self.version += 1
         self.twin.emit(t, self._host(jp.gpus[0]), "slurm", E.JOB_START, Severity.INFO, job=jp.spec.name,
                        job_id=jp.spec.id, nodes=len(set(self.twin.plan.layout.gpu_node[jp.gpus])),
                        user=jp.spec.user)
@@ -76,6 +78,7 @@ class Workload:
 
     def _spawn(self, g: int, gi: int, jp: JobPlan, t: float) -> None:
         s, node = self.twin.state, int(self.twin.plan.layout.gpu_node[g])
+        self.version += 1
         self.pid[g] = self._next_pid[node]
         self._next_pid[node] += 1
         self.group_of[g] = gi
@@ -109,6 +112,7 @@ class Workload:
         gr, jp = self.groups[gi], self.twin.plan.jobs[self.groups[gi].job]
         self._freeze(gr, t)
         gr.status, gr.stalled_gpu = "stalled", g
+        self.version += 1
         self.twin.state.work[g] = Work.STALLED
         self.twin.truth(t, self._host(g), "collective_deadlock", gpu=int(self.twin.plan.layout.gpu_local[g]),
                         job=jp.spec.name, op=op, ranks=len(gr.gpus))
@@ -143,6 +147,7 @@ class Workload:
     # -- processes --------------------------------------------------------------------------
     def exit(self, g: int, t: float, why: str) -> None:
         """The process on GPU g is gone: memory freed, GPU idle, its communicator reacts."""
+        self.version += 1
         gi = int(self.group_of[g])
         if self.pid[g] == 0:
             return
@@ -172,6 +177,7 @@ class Workload:
 
     def _maybe_job_end(self, j: int, t: float) -> None:
         mine = [g for g in self.groups if g.job == j]
+        self.version += 1
         if self.job_status[j] == "running" and all((self.group_of[g.gpus] < 0).all() for g in mine):
             state = "cancelled" if j in self.cancelled else "failed"
             self.job_status[j] = state
