@@ -116,9 +116,10 @@ class Engine:
         keys, index = self._keys(cr.rule.scope, ctx)
         clear = None
         out: list[Decision] = []
-        for i in np.flatnonzero(mask):
-            self._hold(cr, ctx, tracks, keys[i], int(i), out)
-        for key in [k for k in tracks if k not in index or not mask[index[k]]]:
+        for i in np.flatnonzero(mask).tolist():
+            self._hold(cr, ctx, tracks, keys[i], i, out)
+        held = mask.tolist()  # plain bools: per-key lookups below stay cheap with hundreds of tracked GPUs
+        for key in [k for k in tracks if k not in index or not held[index[k]]]:
             if key not in index:
                 tracks.pop(key)  # the subject is gone (process ended, device vanished)
                 continue

@@ -19,7 +19,7 @@ class History:
         self.head = 0  # next slot
         self.count = 0
         self.n = -1
-        self._idx_cache: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = {}
+        self._idx_cache: dict[tuple[object, float], tuple[np.ndarray, np.ndarray]] = {}
 
     def append(self, frame: Frame, values: dict[str, np.ndarray]) -> None:
         """Store this sample's values of the tracked columns (resets if the device count changes)."""
@@ -41,21 +41,27 @@ class History:
         key = (now, seconds)
         hit = self._idx_cache.get(key)
         if hit is None:
-            k = self.count
-            idx = (self.head - k + np.arange(k)) % self.capacity
-            t = self.t[idx]
+            idx, t = self._order()
             keep = t >= now - seconds - 1e-9
             hit = self._idx_cache[key] = (t[keep], idx[keep])
         return hit[0], self.data[column][hit[1]]
 
+
+    def _order(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ring slots oldest first and their times; computed once per sample, shared by every window."""
+        order = self._idx_cache.get(("order", 0.0))
+        if order is None:
+            k = self.count
+            idx = (self.head - k + np.arange(k)) % self.capacity
+            order = self._idx_cache[("order", 0.0)] = (idx, self.t[idx])
+        return order
 
     def ends(self, column: str, seconds: float, now: float) -> tuple[float, float, np.ndarray, np.ndarray] | None:
         """(t_first, t_last, x_first, x_last) of the window without copying it (None: fewer than 2 samples)."""
         k = self.count
         if k < 2:
             return None
-        idx = (self.head - k + np.arange(k)) % self.capacity
-        t = self.t[idx]
+        idx, t = self._order()
         first = int(np.searchsorted(t, now - seconds - 1e-9))
         if first >= k - 1:
             return None
