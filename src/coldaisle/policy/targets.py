@@ -132,5 +132,8 @@ def summary(ev: dict[str, Any]) -> str:
         if ev.get("stragglers"):
             text += f"; not in it: {', '.join(ev['stragglers'][:4])}"
         return text
-    parts = [f"{k}={v}" for k, v in ev.items() if k not in ("condition", "at", "gpu", "stragglers", "matching")]
+    shown = [k for k in ev if k not in ("condition", "at", "gpu", "stragglers", "matching")]
+    cond = str(ev.get("condition", ""))
+    shown.sort(key=lambda k: k not in cond)  # the readings the condition names come first
+    parts = [f"{k}={ev[k]}" for k in shown]
     return f"{ev.get('gpu', '')} {' '.join(parts[:6])} (`{ev['condition']}`)".strip()
