@@ -237,6 +237,35 @@ def agent_reset(
                              hint="is `coldaisle agent` running? pass --url if it listens elsewhere") from None
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    hang_timeout: Annotated[float, typer.Option(help="Seconds without heartbeat progress that make a hang.")] = 300.0,
+    grace: Annotated[float, typer.Option(help="Seconds between SIGTERM and SIGKILL when stopping the job.")] = 30.0,
+    bundle: Annotated[Path | None, typer.Option(help="Incident bundle directory (default: "
+                                                     "./coldaisle-run-<UTC time>).")] = None,
+    memory_limit: Annotated[str | None, typer.Option(help='Stop the job gracefully before its memory reaches '
+                                                          'this, e.g. "20GiB".')] = None,
+) -> None:
+    """Run a job under supervision: `coldaisle run [OPTIONS] -- CMD ARGS...` (exit codes: docs/run.md)."""
+    import time
+
+    from coldaisle.guard.bundle import default_bundle_dir
+    from coldaisle.guard.supervisor import Supervisor
+    from coldaisle.telemetry.clock import RealClock
+    from coldaisle.units import UnitError, parse_quantity
+
+    try:
+        limit = parse_quantity(memory_limit, "bytes") if memory_limit is not None else None
+    except UnitError as exc:
+        raise ColdaisleError(f"--memory-limit: {exc}", exit_code=2) from None
+    sup = Supervisor(list(ctx.args), hang_timeout_s=hang_timeout, grace_s=grace,
+                     bundle_dir=bundle or default_bundle_dir(time.time()), memory_limit_bytes=limit,
+                     clock=RealClock(), say=lambda msg: err.print(f"coldaisle run: {escape(msg)}", highlight=False,
+                                                                soft_wrap=True))
+    sys.exit(sup.run().exit_code)  # not typer.Exit: click returns its code from app() and main() drops it
+
+
 @app.command()
 def version() -> None:
     """Print coldaisle's version."""
@@ -246,7 +275,7 @@ def version() -> None:
 def main() -> None:
     """Entry point: run the app, turning ColdaisleError into `Error:`/`Hint:` and its exit code."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # a `raise typer.Exit(code)` comes back here as the return value
     except ColdaisleError as exc:
         err.print(f"[bold red]Error:[/bold red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         if exc.hint:
@@ -264,6 +293,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

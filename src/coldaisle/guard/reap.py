@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+from contextlib import suppress
 from dataclasses import dataclass
 
 from coldaisle.actions.safety import ProcessInfo
@@ -46,10 +47,8 @@ def pin(processes: list[ProcessInfo]) -> dict[int, int]:
 def send(fds: dict[int, int], sig: signal.Signals) -> None:
     """Signal each pinned process; one that exited meanwhile is not an error."""
     for fd in fds.values():
-        try:
+        with suppress(ProcessLookupError):
             signal.pidfd_send_signal(fd, sig)
-        except ProcessLookupError:
-            pass
 
 
 def wait_exit(fds: dict[int, int], timeout_s: float, clock: Clock) -> dict[int, int]:

@@ -1,0 +1,40 @@
+"""Python stacks of every process of a job, through py-spy, for the incident bundle.
+
+py-spy attaches with ptrace: a container without CAP_SYS_PTRACE, a Yama setting or a missing py-spy all
+end in a text that says why, in place of the stack; a dump never raises.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+PY_SPY_HINT = "install it with `pip install 'coldaisle[guard]'` (py-spy, from PyPI)"
+
+
+def dump_stack(pid: int, timeout_s: float = 10.0, py_spy: str | None = None) -> str:
+    """One process's stacks (native frames too where py-spy supports them), or why none could be taken."""
+    exe = py_spy or shutil.which("py-spy")
+    if exe is None:
+        return f"no stack for pid {pid}: py-spy is not installed; {PY_SPY_HINT}\n"
+    try:
+        got = subprocess.run([exe, "dump", "--pid", str(pid)], capture_output=True, text=True,
+                             timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        return f"no stack for pid {pid}: py-spy did not answer within {timeout_s:g} s\n"
+    except OSError as exc:
+        return f"no stack for pid {pid}: cannot run py-spy: {exc}\n"
+    if got.returncode == 0:
+        return got.stdout
+    why = (got.stderr or got.stdout).strip() or f"exit status {got.returncode}"
+    hint = " (ptrace denied? run with CAP_SYS_PTRACE or kernel.yama.ptrace_scope=0)" if "ermission" in why else ""
+    return f"no stack for pid {pid}: py-spy failed{hint}: {why}\n"
+
+
+def dump_stacks(pids: list[int], timeout_s: float = 10.0, workers: int = 8) -> dict[int, str]:
+    """Every pid's stacks, a few dumps at once so a large node is dumped within one timeout or so."""
+    exe = shutil.which("py-spy")
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(pids)))) as pool:
+        texts = pool.map(lambda pid: dump_stack(pid, timeout_s, exe), pids)
+        return dict(zip(pids, texts, strict=True))

@@ -1,0 +1,107 @@
+"""The verdicts `coldaisle run` acts on, their exit codes, and the two watches that reach them.
+
+Both watches are pure over what they are fed (heartbeat snapshots, RSS samples, clock readings), so the
+thresholds are tested without processes and the supervisor only does the IO.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from coldaisle.guard.heartbeat import HeartbeatSnapshot
+
+
+class ExitCode(IntEnum):
+    """What `coldaisle run` exits with when it, not the job, decided the ending (docs/run.md)."""
+
+    OK = 0
+    HANG = 70
+    RUNAWAY_MEMORY = 71
+    THERMAL = 72  # reserved: no thermal watch yet
+    JOB_FAILED = 73  # the job died of a signal nobody here sent (segfault, the kernel's OOM killer)
+    NOT_EXECUTABLE = 126
+    NOT_FOUND = 127
+
+
+class Kind(StrEnum):
+    """Why a run ended badly."""
+
+    HANG = "hang"
+    RUNAWAY_MEMORY = "runaway_memory"
+    THERMAL = "thermal"
+    JOB_FAILED = "job_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A decision and the numbers that led to it: what the bundle's verdict.json and summary.md say."""
+
+    kind: Kind
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class HangWatch:
+    """Hang: ranks have reported, and none of them progressed for `timeout_s`.
+
+    A job that never reports cannot be judged from heartbeats: it is left to the other watches (and, later,
+    to stack sampling). Ranks that reported once and went silent count with their last report's age.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+
+    def check(self, snapshot: HeartbeatSnapshot) -> Verdict | None:
+        """A hang verdict when the freshest rank's last progress is older than the timeout."""
+        if not snapshot.ranks:
+            return None
+        freshest = min(r.age_s for r in snapshot.ranks)
+        if freshest < self.timeout_s:
+            return None
+        ranks = {str(r.rank if r.rank >= 0 else r.pid): {"step": r.step, "age_s": round(r.age_s, 3), "pid": r.pid}
+                 for r in snapshot.ranks}
+        return Verdict(Kind.HANG, f"no rank made progress for {freshest:.1f} s (timeout {self.timeout_s:g} s)",
+                       {"timeout_s": self.timeout_s, "freshest_age_s": round(freshest, 3), "ranks": ranks})
+
+
+class MemoryWatch:
+    """Runaway memory: project the job's memory growth linearly and stop it while there is time to checkpoint.
+
+    The verdict comes when the projected time to `limit_bytes` is shorter than `lead_s` (the grace period the
+    job gets after SIGTERM, plus a margin), or when the limit is already reached.
+    """
+
+    def __init__(self, limit_bytes: float, lead_s: float, window_s: float = 10.0, min_samples: int = 3) -> None:
+        self.limit_bytes, self.lead_s = limit_bytes, lead_s
+        self.window_s, self.min_samples = window_s, min_samples
+        self._samples: deque[tuple[float, float]] = deque()
+
+    def add(self, t: float, used_bytes: float) -> Verdict | None:
+        """Feed one sample (monotonic seconds, bytes); a verdict when exhaustion is nearer than `lead_s`."""
+        self._samples.append((t, used_bytes))
+        while self._samples and t - self._samples[0][0] > self.window_s:
+            self._samples.popleft()
+        slope = self.slope()
+        eta_s = (self.limit_bytes - used_bytes) / slope if slope > 0 else math.inf
+        if used_bytes < self.limit_bytes and (len(self._samples) < self.min_samples or eta_s > self.lead_s):
+            return None
+        return Verdict(Kind.RUNAWAY_MEMORY,
+                       f"memory {used_bytes / 2**20:.0f} MiB growing {slope / 2**20:.1f} MiB/s reaches the limit "
+                       f"{self.limit_bytes / 2**20:.0f} MiB in {max(eta_s, 0):.1f} s",
+                       {"used_bytes": int(used_bytes), "limit_bytes": int(self.limit_bytes),
+                        "growth_bytes_per_s": round(slope, 1), "time_to_limit_s": round(max(eta_s, 0), 2),
+                        "lead_s": self.lead_s, "source": "host RSS of every process of the job"})
+
+    def slope(self) -> float:
+        """Least-squares growth in bytes per second over the window (0 with fewer than two samples)."""
+        n = len(self._samples)
+        if n < 2:
+            return 0.0
+        mt = sum(t for t, _ in self._samples) / n
+        mu = sum(u for _, u in self._samples) / n
+        var = sum((t - mt) ** 2 for t, _ in self._samples)
+        return sum((t - mt) * (u - mu) for t, u in self._samples) / var if var > 0 else 0.0

@@ -1,0 +1,37 @@
+"""`coldaisle run` end to end: its exit codes reach the shell and bad input ends in one `Error:` line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def coldaisle_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "coldaisle.cli", "run", *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_missing_executable_is_127_with_one_error_line() -> None:
+    got = coldaisle_run("--", "no-such-program-xyz", "--flag")
+    assert got.returncode == 127
+    assert got.stderr.startswith("Error: command not found: no-such-program-xyz")
+
+
+def test_job_exit_code_and_output_pass_through(tmp_path: Path) -> None:
+    got = coldaisle_run("--bundle", str(tmp_path / "b"), "--", sys.executable, "-c",
+                        "import sys; print('out'); sys.exit(4)")
+    assert (got.returncode, got.stdout) == (4, "out\n")
+
+
+def test_hang_exits_70(tmp_path: Path) -> None:
+    job = "import coldaisle, time; coldaisle.progress(); time.sleep(30)"
+    got = coldaisle_run("--hang-timeout", "1", "--grace", "1", "--bundle", str(tmp_path / "b"), "--",
+                        sys.executable, "-c", job)
+    assert got.returncode == 70
+    assert (tmp_path / "b" / "summary.md").is_file()
+
+
+def test_bad_memory_limit_is_a_usage_error() -> None:
+    got = coldaisle_run("--memory-limit", "lots", "--", "true")
+    assert got.returncode == 2 and "Error: --memory-limit" in got.stderr

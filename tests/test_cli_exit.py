@@ -1,0 +1,31 @@
+"""Exit codes reach the shell: `raise typer.Exit(n)` inside a command is not swallowed by main()."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+SCENARIO = """\
+name: too-strict
+start: 2024-01-01T00:00:00Z
+duration: 2 min
+topology: {gpus_per_node: 1}
+expect:
+  - {name: impossible, max_temperature: 10 C}
+"""
+
+
+def test_a_failed_expectation_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "too-strict.yaml"
+    path.write_text(SCENARIO)
+    r = subprocess.run([sys.executable, "-m", "coldaisle.cli", "sim", "test", "default", str(path)],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL" in r.stdout and "impossible" in r.stdout
+
+
+def test_success_exits_0() -> None:
+    r = subprocess.run([sys.executable, "-m", "coldaisle.cli", "version"], capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0 and r.stdout.strip()
