@@ -157,10 +157,14 @@ class Compiler:
             raise CompileError("arithmetic needs numbers on both sides", _col(node))
         a, b, lv = self._unify(a, b, node, within)
 
-        def fn(c: Any, f: Fn = a.fn, g: Fn = b.fn, op: Callable[..., Any] = op) -> Any:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return op(f(c), g(c))
+        def divide(c: Any, f: Fn = a.fn, g: Fn = b.fn) -> Any:
+            with np.errstate(divide="ignore", invalid="ignore"):  # x/0 is inf or NaN, never a warning
+                return f(c) / g(c)
 
+        def other(c: Any, f: Fn = a.fn, g: Fn = b.fn, op: Callable[..., Any] = op) -> Any:
+            return op(f(c), g(c))
+
+        fn = divide if isinstance(node.op, ast.Div) else other
         return Expr(fn, lv, "num", merge_windows(a.windows, b.windows), a.cost + b.cost + 1)
 
     def _Compare(self, node: ast.Compare, within: str) -> Expr:

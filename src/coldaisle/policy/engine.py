@@ -151,6 +151,10 @@ class Engine:
               out: list[Decision]) -> None:
         now = ctx.now
         track = tracks.get(key)
+        if track is not None and track.fired_at is not None and not track.waiting and (
+                track.next_rung >= len(cr.rule.actions)
+                or now - track.fired_at < cr.rule.actions[track.next_rung].after - 1e-9):
+            return  # firing, and no rung due: the common case for a long-held cap
         if track is None:
             if self.cooldown.get((cr.rule.name, key), -np.inf) > now:
                 return
