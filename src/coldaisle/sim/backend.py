@@ -10,6 +10,8 @@ from coldaisle.sim.twin import Twin
 from coldaisle.telemetry.frame import DeviceEvent, DeviceInfo, Frame, ProcessRows, ThrottleReason
 
 _XID_SOURCES = {"xid"}
+_IDLE = int(st.Work.IDLE)
+_GPU_IDLE = np.uint64(ThrottleReason.GPU_IDLE)
 
 
 def per_state_views(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -38,6 +40,7 @@ class SimBackend:
         self._zeros.flags.writeable = False
         self._mem_total.flags.writeable = False
         self._work: np.ndarray | None = None
+        self._tdp = twin.plan.card.tdp_w
         self._state_cols: dict[str, np.ndarray] = {}
 
     def _info(self, g: int) -> DeviceInfo:
@@ -105,9 +108,11 @@ class SimBackend:
         if throttle.min() < 1.0:
             thermal = np.uint64(ThrottleReason.SW_THERMAL_SLOWDOWN | ThrottleReason.HW_THERMAL_SLOWDOWN)
             reasons[throttle < 1.0] |= thermal
-        demand = s.demand[work, self.gpus]
-        reasons[demand > s.limit_w[g]] |= np.uint64(ThrottleReason.SW_POWER_CAP)
-        reasons[work == st.Work.IDLE] |= np.uint64(ThrottleReason.GPU_IDLE)
+        limit = s.limit_w[g]
+        if limit.min() < self._tdp:  # a cap holds somewhere: which GPUs would draw more than it allows
+            demand = s.demand[work, self.gpus]
+            reasons[demand > limit] |= np.uint64(ThrottleReason.SW_POWER_CAP)
+        reasons[work == _IDLE] |= _GPU_IDLE
         return reasons
 
     def _processes(self) -> ProcessRows:
