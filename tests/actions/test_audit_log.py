@@ -77,3 +77,22 @@ def test_io_error_is_counted_not_raised(tmp_path: Path) -> None:
     log.decision(_decision())  # must not raise
     log.note("still running")
     assert log.errors == 2 and log.written == 0
+
+
+def test_audit_records_carry_every_field_of_a_decision_and_its_target() -> None:
+    """The hand-written to_json (no deep copy on the hot path) must not drop a field added later."""
+    import dataclasses
+
+    from coldaisle.actions.interface import ActionKind, Decision, Outcome, Status, Target
+
+    target = Target("node-gpu-88", 2, "GPU-x", 12851, 777, "4242")
+    d = Decision(1_700_000_000.0, "r", "critical", ActionKind.SIGTERM, target, step=1,
+                 params={"grace": 5}, evidence={"power_w": 812.0}, restore=False)
+    rec = d.to_json()
+    assert set(rec) == {f.name for f in dataclasses.fields(Decision)}
+    assert rec["target"] == dataclasses.asdict(target)
+    assert rec["action"] == "sigterm" and rec["time"].startswith("2023-11-14T22:13:20")
+    rec["params"]["grace"] = 99  # a copy: the record never aliases the decision
+    assert d.params == {"grace": 5}
+    out = Outcome(d, Status.DONE, "sent", 1_700_000_001.0).to_json()
+    assert out["target"] == dataclasses.asdict(target) and out["status"] == "done"

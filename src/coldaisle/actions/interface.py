@@ -7,7 +7,7 @@ Each action kind has a real executor and a simulated one that acts on the twin.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -45,6 +45,11 @@ class Target:
     starttime: int | None = None  # /proc/PID/stat field 22, clock ticks since boot
     job: str | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready mapping (flat values: no deep copy, the audit log writes it at once)."""
+        return {"node": self.node, "device": self.device, "uuid": self.uuid, "pid": self.pid,
+                "starttime": self.starttime, "job": self.job}
+
     def label(self) -> str:
         """`node-gpu-88/gpu2 pid 12851 job 4242` for people and audit lines."""
         parts = [self.node + (f"/gpu{self.device}" if self.device is not None else "")]
@@ -71,10 +76,9 @@ class Decision:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready mapping for the audit log."""
-        out = asdict(self)
-        out["time"] = _iso(self.time)
-        out["action"] = str(self.action)
-        return out
+        return {"time": _iso(self.time), "rule": self.rule, "severity": self.severity, "action": str(self.action),
+                "target": self.target.to_json(), "step": self.step, "params": dict(self.params),
+                "evidence": dict(self.evidence), "restore": self.restore}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,7 @@ class Outcome:
         """JSON-ready mapping for the audit log."""
         return {"time": _iso(self.time), "status": str(self.status), "detail": self.detail,
                 "rule": self.decision.rule, "action": str(self.decision.action),
-                "target": asdict(self.decision.target), "step": self.decision.step,
+                "target": self.decision.target.to_json(), "step": self.decision.step,
                 "restore": self.decision.restore}
 
 

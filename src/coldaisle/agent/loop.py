@@ -105,6 +105,9 @@ class Agent:
         self.between_ticks: Callable[[], None] | None = None  # e.g. a SIGHUP policy reload, off the tick path
         n = len(backend.devices())
         self._xid_code, self._xid_time = np.full(n, np.nan), np.full(n, -np.inf)
+        self._xid_latest = -np.inf
+        self._xid_none = np.full(n, np.nan)  # the answer while no Xid is recent (shared, so read-only)
+        self._xid_none.flags.writeable = False
 
     def reload(self, policy: LoadedPolicy) -> None:
         """Swap in a new, already validated policy (rule state starts afresh; caps in force stay until cleared)."""
@@ -137,11 +140,15 @@ class Agent:
         """An Xid learned elsewhere (the kernel log) for device `device`; seen by the next tick."""
         if 0 <= device < self._xid_code.size:
             self._xid_code[device], self._xid_time[device] = xid, self.clock.monotonic()
+            self._xid_latest = max(self._xid_latest, self._xid_time[device])
 
     def _xids(self, frame: Frame) -> np.ndarray:
         for ev in frame.events:
             if ev.kind == "xid" and ev.xid is not None and 0 <= ev.device < self._xid_code.size:
                 self._xid_code[ev.device], self._xid_time[ev.device] = ev.xid, frame.monotonic
+                self._xid_latest = max(self._xid_latest, frame.monotonic)
+        if frame.monotonic - self._xid_latest > XID_MEMORY_S:
+            return self._xid_none  # no Xid recent enough to matter: the common case needs no arithmetic
         return np.where(frame.monotonic - self._xid_time <= XID_MEMORY_S, self._xid_code, np.nan)
 
     def run(self, *, stop: threading.Event | None = None, until: float | None = None) -> None:

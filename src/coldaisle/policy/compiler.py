@@ -69,6 +69,8 @@ class Compiler:
         if expr.kind != want:
             raise CompileError(f"this is a {_kind(expr.kind)}, a {_kind(want)} is needed here")
         lifted = self.lift(expr, self.scope, tree.body)
+        if lifted.level == self.scope:
+            return lifted  # already one value per subject: no wrapper on the hot path
         # constants broadcast inside numpy expressions; the whole answer must still be one value per subject
         return Expr(lambda c, f=lifted.fn, t=self.scope: _per_subject(f(c), c, t), self.scope, lifted.kind,
                     lifted.windows, lifted.cost)
@@ -181,8 +183,7 @@ class Compiler:
                 f = _CMP.get(type(op))
                 if f is None:
                     raise CompileError("only < <= > >= == != and `in` compare values", _col(node))
-                cmp = Expr(lambda c, x=a.fn, y=b.fn, f=f: f(x(c), y(c)), lv, "bool",
-                           merge_windows(a.windows, b.windows), a.cost + b.cost + 1)
+                cmp = Expr(_compare(a, b, f), lv, "bool", merge_windows(a.windows, b.windows), a.cost + b.cost + 1)
                 left = right
             out = cmp if out is None else self._and(out, cmp, node, within)
         assert out is not None
@@ -210,6 +211,17 @@ class Compiler:
         return compile_call(self, node, within)
 
 
+def _compare(a: Expr, b: Expr, f: Callable[[Any, Any], Any]) -> Fn:
+    """`a OP b`, with a constant side bound once rather than called on every sample."""
+    if b.level == "const" and a.level != "const":
+        v = b.fn(None)
+        return lambda c, x=a.fn, v=v, f=f: f(x(c), v)
+    if a.level == "const" and b.level != "const":
+        v = a.fn(None)
+        return lambda c, y=b.fn, v=v, f=f: f(v, y(c))
+    return lambda c, x=a.fn, y=b.fn, f=f: f(x(c), y(c))
+
+
 def _per_subject(x: Any, c: Any, level: str) -> Any:
     return c.broadcast(x, level) if np.ndim(x) == 0 else x
 
@@ -217,10 +229,12 @@ def _per_subject(x: Any, c: Any, level: str) -> Any:
 def _short(first: Any, rest: Fn, c: Any, conj: bool) -> Any:
     """`first and rest` / `first or rest`, skipping `rest` when `first` already decides every subject."""
     first = np.asarray(first, dtype=bool)
-    if conj and not first.any():
-        return first
-    if not conj and first.all():
-        return first
+    if first.ndim:  # a constant side (`1 < 2 or ...`) decides nothing per subject: evaluate the rest
+        hits = np.count_nonzero(first)  # several times cheaper than ndarray.any()/all() on a few hundred GPUs
+        if conj and not hits:
+            return first
+        if not conj and hits == first.size:
+            return first
     second = rest(c)
     return np.logical_and(first, second) if conj else np.logical_or(first, second)
 
@@ -228,7 +242,7 @@ def _short(first: Any, rest: Fn, c: Any, conj: bool) -> Any:
 def _member(x: Any, values: np.ndarray, invert: bool) -> Any:
     """`x in values` elementwise; NaN (no reading) is never a member."""
     x = np.asarray(x, dtype=float)
-    nothing = x.ndim and np.isnan(x).all()
+    nothing = x.ndim and not np.count_nonzero(~np.isnan(x))  # all NaN: nothing to look up
     hit = np.zeros(x.shape, bool) if nothing else (x[..., None] == values).any(axis=-1)
     return ~hit if invert else hit
 

@@ -138,7 +138,7 @@ class EvalContext:
         if values.size == 0:
             return np.zeros(index.shape, dtype=values.dtype) if values.dtype == bool else np.full(index.shape, np.nan)
         out = values[np.maximum(index, 0)]
-        if (index < 0).any():
+        if np.count_nonzero(index < 0):
             out = np.where(index < 0, False if values.dtype == bool else np.nan, out)
         return out
 

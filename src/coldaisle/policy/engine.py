@@ -111,7 +111,7 @@ class Engine:
     def _rule(self, cr: CompiledRule, ctx: EvalContext) -> list[Decision]:
         mask = np.asarray(cr.when.fn(ctx), dtype=bool)
         tracks = self.tracks[cr.rule.name]
-        if not mask.any() and not tracks:
+        if not tracks and not np.count_nonzero(mask):  # the common case: nothing held, nothing tracked
             return []
         keys, index = self._keys(cr.rule.scope, ctx)
         clear = None

@@ -40,6 +40,11 @@ class SimBackend:
         self._zeros.flags.writeable = False
         self._mem_total.flags.writeable = False
         self._work: np.ndarray | None = None
+        self._work_version = -1
+        self._demand = np.zeros(len(self.gpus))
+        self._idle_reasons = np.zeros(len(self.gpus), np.uint64)
+        self._proc_version = -1
+        self._proc_rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._tdp = twin.plan.card.tdp_w
         self._state_cols: dict[str, np.ndarray] = {}
 
@@ -88,9 +93,12 @@ class SimBackend:
 
     def _per_state(self, work: np.ndarray) -> dict[str, np.ndarray]:
         """Utilisation, clocks and link throughput by what each GPU does; reused while nothing changes state."""
-        if self._work is not None and np.array_equal(work, self._work):
+        version = self.twin.workload.version  # a job start also changes what each state draws
+        if self._work is not None and version == self._work_version and np.array_equal(work, self._work):
             return self._state_cols
-        self._work = work.copy()
+        self._work, self._work_version = work.copy(), version
+        self._demand = self.twin.state.demand[work, self.gpus]
+        self._idle_reasons = np.where(work == _IDLE, _GPU_IDLE, np.uint64(0)).astype(np.uint64)
         self._state_cols = {
             "utilization_gpu": st.UTILIZATION_GPU[work], "utilization_memory": st.UTILIZATION_MEMORY[work],
             "sm_clock_mhz": st.SM_CLOCK_MHZ[work], "memory_clock_mhz": st.MEMORY_CLOCK_MHZ[work],
@@ -103,23 +111,25 @@ class SimBackend:
 
     def _throttle(self, g: slice, work: np.ndarray) -> np.ndarray:
         s = self.twin.state
-        reasons = np.zeros(len(self.gpus), np.uint64)
+        reasons = self._idle_reasons.copy()  # per-state part, refreshed by _per_state
         throttle = s.throttle[g]
         if throttle.min() < 1.0:
             thermal = np.uint64(ThrottleReason.SW_THERMAL_SLOWDOWN | ThrottleReason.HW_THERMAL_SLOWDOWN)
             reasons[throttle < 1.0] |= thermal
         limit = s.limit_w[g]
         if limit.min() < self._tdp:  # a cap holds somewhere: which GPUs would draw more than it allows
-            demand = s.demand[work, self.gpus]
-            reasons[demand > limit] |= np.uint64(ThrottleReason.SW_POWER_CAP)
-        reasons[work == _IDLE] |= _GPU_IDLE
+            reasons[self._demand > limit] |= np.uint64(ThrottleReason.SW_POWER_CAP)
         return reasons
 
     def _processes(self) -> ProcessRows:
         wl, g = self.twin.workload, self._sel
-        rows = np.flatnonzero(wl.pid[g] != 0)
-        dev = rows.astype(np.int32)
-        return ProcessRows(dev, wl.pid[g][rows].astype(np.int64), self.twin.state.memory_bytes[g][rows].copy())
+        if self._proc_rows is None or self._proc_version != wl.version:  # who runs where changed
+            rows = np.flatnonzero(wl.pid[g] != 0)
+            dev, pid = rows.astype(np.int32), wl.pid[g][rows].astype(np.int64)
+            dev.flags.writeable = pid.flags.writeable = False  # shared by consecutive Frames
+            self._proc_rows, self._proc_version = (rows, dev, pid), wl.version
+        rows, dev, pid = self._proc_rows
+        return ProcessRows(dev, pid, self.twin.state.memory_bytes[g][rows])
 
     def _events(self) -> tuple[DeviceEvent, ...]:
         events = self.twin.events

@@ -10,6 +10,8 @@ with the other rows. Every joule is booked: drawn = removed by cooling + stored.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from coldaisle.sim.resolve import Plan
@@ -26,6 +28,9 @@ class Physics:
         phys = card.physics
         self.plan = plan
         self.idx = np.arange(lay.n_gpus)
+        self._work: np.ndarray | None = None
+        self._demand_version = -1
+        self._demand = np.zeros(lay.n_gpus)
         self.gpu_rack, self.gpu_row, self.rack_row = lay.gpu_rack, lay.gpu_row, lay.rack_row
         self.gpu_node = lay.gpu_node
         self.node_rack, self.node_row = lay.node_rack, lay.node_row
@@ -69,7 +74,10 @@ class Physics:
         np.maximum(s.peak_c, s.temp_c, out=s.peak_c)
 
     def _power(self, s: State) -> None:
-        demand = s.demand[s.work, self.idx]
+        if self._work is None or not np.array_equal(s.work, self._work) or s.demand_version != self._demand_version:
+            self._work, self._demand_version = s.work.copy(), s.demand_version
+            self._demand = s.demand[s.work, self.idx]  # a 2-D gather: redone only when a GPU changes state
+        demand = self._demand
         t = s.throttle
         np.subtract(s.temp_c, self.slowdown, out=t)
         t *= -self.slope
@@ -103,7 +111,7 @@ class Physics:
         if s.any_fan_failed:
             target[s.fan_failed] = 0.0
         target -= s.fan
-        target *= 1.0 - np.exp(-dt / self.fan_tau)
+        target *= 1.0 - math.exp(-dt / self.fan_tau)
         s.fan += target
         g = s.fan * (self.g_full - self.g_still)
         g += self.g_still
@@ -120,9 +128,9 @@ class Physics:
     def _room(self, s: State, q_row: np.ndarray, dt: float) -> None:
         wanted = q_row + (s.aisle_c - self.setpoint) * (self.c_air / self.ctrl_tau)
         cooled = np.minimum(np.maximum(wanted, 0.0), s.capacity_w)
-        mix = (s.aisle_c.mean() - s.aisle_c) * self.mixing
+        mix = (float(np.add.reduce(s.aisle_c)) / s.aisle_c.size - s.aisle_c) * self.mixing  # ndarray.mean: 5x slower
         s.aisle_c += (q_row - cooled + mix) * (dt / self.c_air)
         self.cooling_j += float(cooled.sum()) * dt
-        load = float(q_row.sum()) / max(float(s.capacity_w.sum()), 1.0)
+        load = float(np.add.reduce(q_row)) / max(float(np.add.reduce(s.capacity_w)), 1.0)
         rise = min(max((load - self.pue_design) / (1.0 - self.pue_design), 0.0), 1.0)
         self.pue = self.pue_normal + (self.pue_sat - self.pue_normal) * rise

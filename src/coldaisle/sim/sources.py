@@ -20,13 +20,17 @@ class SimNodes:
         node_of = lay.gpu_node[backend.gpus]
         self.node_ids, self.of_device = np.unique(node_of, return_inverse=True)
         self.names = [lay.node_names[int(n)] for n in self.node_ids]
+        self._rack = lay.node_rack[self.node_ids]
+        self._down: tuple[int, np.ndarray] = (-1, np.zeros(0, bool))
 
     def nodes(self, frame: Frame) -> Nodes:
-        """Node membership plus `inlet_c` (rack inlet air) per node."""
-        rec, s = self.twin.recorder, self.twin.state
-        inlet_rack = rec.rack_inlet(s)
-        inlet = inlet_rack[self.twin.plan.layout.node_rack[self.node_ids]]
-        inlet = np.where(s.node_up[self.node_ids], inlet, np.nan)
+        """Node membership plus `inlet_c` (rack inlet air) per node; a node that is off reports nothing."""
+        s = self.twin.state
+        inlet = self.twin.recorder.rack_inlet(s)[self._rack]
+        if self._down[0] != s.nodes_version:
+            self._down = (s.nodes_version, ~s.node_up[self.node_ids])
+        if np.count_nonzero(self._down[1]):
+            inlet[self._down[1]] = np.nan
         return Nodes(self.names, self.of_device, {"inlet_c": inlet})
 
 

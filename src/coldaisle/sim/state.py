@@ -62,6 +62,7 @@ class State:
     rack_kw: F64 = field(init=False)
     node_up: BOOL = field(init=False)
     node_drained: BOOL = field(init=False)
+    demand_version: int = 0  # bumped whenever `demand` is rewritten (physics caches each GPU's demand)
     nodes_version: int = 0  # bumped whenever node_up changes (physics caches host power per row)
     any_fan_failed: bool = False
 

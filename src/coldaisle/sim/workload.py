@@ -85,6 +85,7 @@ class Workload:
         s.work[g] = Work.COMPUTE
         s.demand[Work.COMPUTE, g] = jp.spec.compute_power
         s.demand[Work.SPIN, g] = jp.spec.spin_power
+        s.demand_version += 1
         s.memory_bytes[g] = jp.spec.memory_per_gpu
         if self.twin.plan.layout.gpu_local[g] == 0:
             self.twin.emit(t, self._host(g), "nccl", E.NCCL_INIT, Severity.INFO, pid=int(self.pid[g]),

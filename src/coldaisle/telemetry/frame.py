@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntFlag
+from operator import attrgetter
 
 import numpy as np
 from numpy.typing import NDArray
@@ -89,6 +90,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("sample_age_s", "seconds", "Age of this device's reading when the Frame was assembled", ""),
 )
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
+_COLUMN_NAMES = (*METRIC_NAMES, "throttle_reasons", "lost")  # every per-device array of a Frame
+_COLUMNS = attrgetter(*_COLUMN_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +159,11 @@ class Frame:
     unsupported: frozenset[tuple[str, int]] = frozenset()
 
     def __post_init__(self) -> None:
-        n = len(self.devices)
-        for name in (*METRIC_NAMES, "throttle_reasons", "lost"):
-            shape = getattr(self, name).shape
-            if shape != (n,):
-                raise ValueError(f"Frame column {name} has shape {shape}, expected ({n},)")
+        want = (len(self.devices),)
+        columns = _COLUMNS(self)  # one C-level gather: this runs for every sample
+        if any(c.shape != want for c in columns):
+            bad = next(name for name, c in zip(_COLUMN_NAMES, columns, strict=True) if c.shape != want)
+            raise ValueError(f"Frame column {bad} has shape {getattr(self, bad).shape}, expected {want}")
 
     def __len__(self) -> int:
         return len(self.devices)
