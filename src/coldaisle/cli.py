@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from coldaisle import __version__
 from coldaisle.errors import ColdaisleError
+from coldaisle.plan.cli import plan_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Keep GPU clusters from cooking themselves and jobs from failing silently.")
@@ -24,6 +25,7 @@ agent_app = typer.Typer(invoke_without_command=True,
                         help="The node agent: telemetry, /metrics, policy enforcement (docs/agent.md).")
 app.add_typer(agent_app, name="agent")
 app.add_typer(policy_app, name="policy")
+app.command("plan")(plan_command)
 
 out = Console()
 err = Console(stderr=True)

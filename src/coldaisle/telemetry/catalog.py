@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, RootModel
 
 from coldaisle.config import parse_model
 from coldaisle.errors import ConfigError
-from coldaisle.units import Bytes, Celsius, Watts
+from coldaisle.units import Bytes, BytesPerSecond, Celsius, Watts
 
 
 class GpuSpec(BaseModel):
@@ -25,6 +25,8 @@ class GpuSpec(BaseModel):
     idle_power: Watts
     slowdown: Celsius
     shutdown: Celsius
+    memory_bandwidth: BytesPerSecond | None = None  # published peak HBM bandwidth (plan's decode estimates)
+    form_factor: str = ""  # sxm, pcie, oam...: what the card plugs into (plan names it in reports)
     sources: tuple[str, ...] = ()
 
 
