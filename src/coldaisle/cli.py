@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from coldaisle import __version__
 from coldaisle.errors import ColdaisleError
 from coldaisle.plan.cli import plan_command
+from coldaisle.preflight.command import preflight as preflight_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Keep GPU clusters from cooking themselves and jobs from failing silently.")
@@ -26,6 +27,7 @@ agent_app = typer.Typer(invoke_without_command=True,
 app.add_typer(agent_app, name="agent")
 app.add_typer(policy_app, name="policy")
 app.command("plan")(plan_command)
+app.command("preflight")(preflight_command)
 
 out = Console()
 err = Console(stderr=True)

@@ -1,0 +1,1 @@
+"""One module per preflight check; `coldaisle.preflight.registry` lists them in the order they run."""

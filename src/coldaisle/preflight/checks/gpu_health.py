@@ -1,0 +1,56 @@
+"""GPU health through the Backend: lost GPUs, ECC errors, active throttling, lowered power limits, count."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from coldaisle.preflight.context import Context
+from coldaisle.preflight.gpus import frame_for
+from coldaisle.preflight.interface import Check, Finding, Note, Severity
+from coldaisle.telemetry.frame import DeviceInfo, Frame
+from coldaisle.telemetry.frame import ThrottleReason as T
+
+BAD_THROTTLE = T.HW_SLOWDOWN | T.HW_THERMAL_SLOWDOWN | T.SW_THERMAL_SLOWDOWN | T.HW_POWER_BRAKE_SLOWDOWN
+
+
+class GpuHealth(Check):
+    """What makes a GPU a bad place to start a multi-day job, read from one Frame."""
+
+    id = "gpu.health"
+    title = "GPU health: lost, ECC, throttling, power limit, count"
+    needs_gpu = True
+
+    def run(self, ctx: Context) -> Iterable[Finding | Note]:
+        """One finding per device and problem, and one for a count that differs from --expect-gpus."""
+        devices, frame = frame_for(ctx)
+        expected = ctx.options.expected_gpus
+        if expected is not None and len(devices) != expected:
+            yield self.finding(Severity.FAIL, f"{len(devices)} GPUs visible, {expected} expected", "GPU count",
+                               "find the missing GPU (nvidia-smi -L, dmesg for Xid 79) or drain the node")
+        for i, dev in enumerate(devices):
+            yield from self._device(i, dev, frame)
+
+    def _device(self, i: int, d: DeviceInfo, f: Frame) -> Iterable[Finding]:
+        subject = f"{d.node} GPU {d.index} ({d.uuid})"
+        if f.lost[i]:
+            yield self.finding(Severity.FAIL, "the GPU is lost (fell off the bus or stopped answering)", subject,
+                               "drain the node and reset or replace the GPU")
+            return
+        unc, cor = float(f.ecc_uncorrected_total[i]), float(f.ecc_corrected_total[i])
+        if math.isfinite(unc) and unc > 0:
+            yield self.finding(Severity.FAIL, f"{unc:.0f} uncorrected ECC errors since the driver loaded", subject,
+                               "drain the node; reset the GPU and check for pending row remaps / retired pages")
+        elif math.isfinite(cor) and cor > 0:
+            yield self.finding(Severity.INFO, f"{cor:.0f} corrected ECC errors since the driver loaded", subject,
+                               "watch the trend; a growing count precedes row remapping")
+        reasons = T(int(f.throttle_reasons[i]) & int(BAD_THROTTLE))
+        if reasons:
+            names = ", ".join(r.name.lower() for r in T if r and r in reasons and r.name)
+            yield self.finding(Severity.FAIL, f"clocks are being throttled now ({names})", subject,
+                               "find the cause (temperature, power brake, PSU) before loading the GPU")
+        limit, default = float(f.power_limit_w[i]), d.power_default_limit_w
+        if math.isfinite(limit) and math.isfinite(default) and limit < default - 1:
+            yield self.finding(Severity.WARN, f"power limit {limit:.0f} W is below the default {default:.0f} W "
+                               "(a cap left in place?)", subject,
+                               f"nvidia-smi -i {d.index} -pl {default:.0f} if the cap is not deliberate")
