@@ -54,6 +54,16 @@ class Affected(_Strict):
     ecosystem_specific: dict[str, Any] | None = None
     database_specific: dict[str, Any] | None = None
 
+    @model_validator(mode="after")
+    def _versions_parse(self) -> Affected:
+        eco = self.package.ecosystem
+        for i, r in enumerate(self.ranges):
+            for j, ev in enumerate(r.events):
+                for kind, ver in ev.items():
+                    if ver != "0" and parse_version(ver, eco) is None:
+                        raise ValueError(f"ranges.{i}.events.{j}.{kind}: {ver!r} is not a version")
+        return self
+
 
 class When(_Strict):
     """Conditions beside the version that make a record apply (all must hold)."""
@@ -94,15 +104,6 @@ class Advisory(_Strict):
     database_specific: Coldaisle = Coldaisle()
     file: str = Field("", exclude=True)
 
-    @model_validator(mode="after")
-    def _ranges_parse(self) -> Advisory:
-        for a in self.affected:
-            for r in a.ranges:
-                for ev in r.events:
-                    for kind, ver in ev.items():
-                        if ver != "0" and parse_version(ver, a.package.ecosystem) is None:
-                            raise ValueError(f"{kind} {ver!r} is not a version")
-        return self
 
 
 def _records(data: Any, lines: dict[Loc, int], file: str) -> list[Advisory]:

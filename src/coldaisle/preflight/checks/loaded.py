@@ -35,7 +35,8 @@ class LoadedLibraries(Check):
                                    "library (and preflight checks what it will really load)")
             why = risky_dir(os.path.dirname(clean), ctx.env)
             if why and ".so" in os.path.basename(clean):
-                yield self.finding(Severity.WARN, f"process {pid} loaded {clean} from {why}", clean,
+                sev = Severity.WARN if why.startswith("a temporary") else Severity.INFO
+                yield self.finding(sev, f"process {pid} loaded {clean} from {why}", clean,
                                    "install the library under a system or environment directory")
         for soname, paths in sorted(by_soname.items()):
             real = list(dict.fromkeys(os.path.realpath(p) for p in paths))
