@@ -80,7 +80,6 @@ class Check(ABC):
 
     id: ClassVar[str]
     title: ClassVar[str]
-    needs_gpu: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, ctx: Context) -> Iterable[Finding | Note]:

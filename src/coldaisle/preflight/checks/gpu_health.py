@@ -19,7 +19,6 @@ class GpuHealth(Check):
 
     id = "gpu.health"
     title = "GPU health: lost, ECC, throttling, power limit, count"
-    needs_gpu = True
 
     def run(self, ctx: Context) -> Iterable[Finding | Note]:
         """One finding per device and problem, and one for a count that differs from --expect-gpus."""

@@ -15,7 +15,6 @@ class ThermalHeadroom(Check):
 
     id = "gpu.thermal"
     title = "GPU temperature headroom to slowdown"
-    needs_gpu = True
 
     def run(self, ctx: Context) -> Iterable[Finding | Note]:
         """Fail under --min-headroom kelvin to slowdown, warn under --warn-headroom."""

@@ -28,9 +28,10 @@ class Needed(Check):
                 driver_missing.setdefault(name, []).append(obj.path)
             other = [n for n in missing if n not in DRIVER_LIBRARIES]
             if other:
-                where = ", ".join(x for x in ("RPATH" * bool(obj.rpath and not obj.runpath),
-                                              "LD_LIBRARY_PATH", "RUNPATH" * bool(obj.runpath),
-                                              "ld.so.cache", "default directories") if x)
+                order = ["RPATH"] if obj.rpath and not obj.runpath else []
+                order += ["LD_LIBRARY_PATH", *(["RUNPATH"] if obj.runpath else []), "ld.so.cache",
+                          "default directories"]
+                where = ", ".join(order)
                 yield self.finding(Severity.FAIL, f"needs {', '.join(other)}, found nowhere the loader looks "
                                    f"({where})", obj.path,
                                    "install the package that provides it, or fix the RPATH/LD_LIBRARY_PATH",
