@@ -121,3 +121,17 @@ def test_the_engine_reserve_and_overheads_are_adjustable_assumptions() -> None:
     assert loose.term("cuda_context").bytes == 512 * 2**20 and loose.term("fragmentation").bytes == 0
     training = plan_memory(model="llama-3.1-8b", mode="training", gpus=8, tp=8, answers=False)
     assert training.reserved_bytes == 0
+
+
+@pytest.mark.parametrize(("model", "mode", "pp"), [("deepseek-v3", "inference", 7), ("deepseek-v3", "training", 61),
+                                                   ("llama-3.1-8b", "training", 5), ("mixtral-8x7b", "inference", 3)])
+def test_the_fast_fit_check_agrees_with_every_stage(model: str, mode: str, pp: int) -> None:
+    from coldaisle.plan.fit import _worst, fits, usable_bytes
+    from coldaisle.plan.request import PlanRequest, resolve
+
+    for context in (1024, 16384, 131072):
+        r = resolve(PlanRequest(model=model, mode=mode, pp=pp, gpus=8 * pp, tp=8, gpu="b200-180gb", context=context))
+        _, terms, stages = _worst(r)
+        assert len(stages) == pp
+        assert fits(r) == (sum(t.bytes for t in terms) <= usable_bytes(r))
+        assert max(s.bytes for s in stages) == pytest.approx(sum(t.bytes for t in terms))

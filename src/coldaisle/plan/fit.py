@@ -22,10 +22,17 @@ from coldaisle.plan.results import GiB, Layout, MemoryPlan, StageTotal, Term
 _TRAINABLE = (WeightDtype.FP32, WeightDtype.BF16, WeightDtype.FP16)
 
 
-def _worst(r: Resolved) -> tuple[int, list[Term], list[StageTotal]]:
+def _worst(r: Resolved, every_stage: bool = True) -> tuple[int, list[Term], list[StageTotal]]:
+    """The heaviest stage; without `every_stage`, skip stages shaped like an earlier (never lighter) one."""
     stages: list[StageTotal] = []
     worst: tuple[float, int, list[Term]] = (-1.0, 0, [])
-    for s, (first, count) in enumerate(stage_bounds(r.arch.layers, r.request.pp)):
+    seen: set[tuple[int, int, bool, bool]] = set()
+    a, pp = r.arch, r.request.pp
+    for s, (first, count) in enumerate(stage_bounds(a.layers, pp)):
+        shape = (count, sum(a.is_moe_layer(i) for i in range(first, first + count)), s == 0, s == pp - 1)
+        if not every_stage and shape in seen:
+            continue
+        seen.add(shape)
         terms = stage_terms(r, s, first, count)
         total = sum(t.bytes for t in terms)
         stages.append(StageTotal(stage=s, first_layer=first, layers=count, bytes=total))
@@ -41,7 +48,7 @@ def usable_bytes(r: Resolved) -> float:
 
 def fits(r: Resolved) -> bool:
     """Whether the worst stage fits the usable memory (the searches call this many times)."""
-    _, terms, _ = _worst(r)
+    _, terms, _ = _worst(r, every_stage=False)
     return sum(t.bytes for t in terms) <= usable_bytes(r)
 
 
@@ -82,7 +89,7 @@ def plan_memory(request: PlanRequest | None = None, *, answers: bool = True, arc
 
 def assumption_lines(r: Resolved) -> tuple[str, ...]:
     """The stated, adjustable assumptions this plan used, for the report."""
-    req, a = r.request, r.assumptions if False else r.request.assumptions
+    req, a = r.request, r.request.assumptions
     out = [f"capacity {r.card.memory_total / 2**20:,.0f} MiB as the driver reports it (not the marketing GB)",
            f"CUDA context and library workspaces {a.cuda_context / GiB:g} GiB per GPU",
            f"allocator fragmentation {a.fragmentation:.0%} of activations",
@@ -125,8 +132,7 @@ def fewest_gpus(r: Resolved, max_tp: int | None = None, max_dp: int = 1024) -> L
     """The smallest tp x pp (x dp under ZeRO) of this card that fits; tp stays inside a node."""
     req = r.request
     for tp, pp, dp in _candidates(r, max_tp or req.gpus_per_node, max_dp):
-        etp = req.etp if req.ep > 1 and req.etp else tp
-        trial = req.with_(tp=tp, pp=pp, gpus=tp * pp * dp, ep=1, etp=etp if req.ep == 1 else tp)
+        trial = req.with_(tp=tp, pp=pp, gpus=tp * pp * dp, ep=1, etp=None)
         try:
             rr = resolve(trial, r.arch)
         except ConfigError:

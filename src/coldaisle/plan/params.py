@@ -9,6 +9,7 @@ down-projections (to the query and KV latents) are small and replicated (vLLM's 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from coldaisle.plan.arch import Architecture
 
@@ -40,6 +41,7 @@ def _mlp(hidden: int, width: int, gated: bool) -> int:
     return (3 if gated else 2) * hidden * width
 
 
+@lru_cache(maxsize=65536)
 def layer_params(a: Architecture, i: int) -> LayerParams:
     """Parameters of layer i (0-based); MoE layers carry experts, router and shared experts."""
     h = a.hidden
