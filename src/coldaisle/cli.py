@@ -252,6 +252,13 @@ def run(
                                                      "./coldaisle-run-<UTC time>).")] = None,
     memory_limit: Annotated[str | None, typer.Option(help='Stop the job gracefully before its memory reaches '
                                                           'this, e.g. "20GiB".')] = None,
+    io_timeout: Annotated[float | None, typer.Option(help="Seconds to wait for a rank stuck in I/O (D state, a "
+                                                          "checkpoint write) before giving up (default: 10x "
+                                                          "--hang-timeout, at least 1800).")] = None,
+    drain: Annotated[str, typer.Option(help="When a job process survives SIGKILL: `slurm` drains this node "
+                                            "(SLURMD_NODENAME), `dry-run` says what it would do, `off`.")] = "slurm",
+    no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Start even when `coldaisle preflight` "
+                                                                      "finds failures.")] = False,
 ) -> None:
     """Run a job under supervision: `coldaisle run [OPTIONS] -- CMD ARGS...` (exit codes: docs/run.md)."""
     import time
@@ -265,11 +272,28 @@ def run(
         limit = parse_quantity(memory_limit, "bytes") if memory_limit is not None else None
     except UnitError as exc:
         raise ColdaisleError(f"--memory-limit: {exc}", exit_code=2) from None
+    from coldaisle.guard.escalate import drain_hook
+
+    if not no_preflight:
+        _preflight_gate()
     sup = Supervisor(list(ctx.args), hang_timeout_s=hang_timeout, grace_s=grace,
                      bundle_dir=bundle or default_bundle_dir(time.time()), memory_limit_bytes=limit,
+                     io_timeout_s=io_timeout, drain=drain_hook(drain),
                      clock=RealClock(), say=lambda msg: err.print(f"coldaisle run: {escape(msg)}", highlight=False,
                                                                 soft_wrap=True))
     sys.exit(sup.run().exit_code)  # not typer.Exit: click returns its code from app() and main() drops it
+
+
+def _preflight_gate() -> None:
+    """`coldaisle run` refuses a job that preflight fails (a known-deadlocking NCCL, a broken RPATH ...)."""
+    from coldaisle.preflight import Options, run_preflight
+    from coldaisle.preflight.render import render_table
+
+    report = run_preflight(Options())
+    if report.failed:
+        render_table(report, err)
+        raise ColdaisleError("preflight failed: the job was not started",
+                             hint="fix the failures above, or start anyway with --no-preflight", exit_code=2)
 
 
 @app.command()

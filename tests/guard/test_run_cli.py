@@ -35,3 +35,18 @@ def test_hang_exits_70(tmp_path: Path) -> None:
 def test_bad_memory_limit_is_a_usage_error() -> None:
     got = coldaisle_run("--memory-limit", "lots", "--", "true")
     assert got.returncode == 2 and "Error: --memory-limit" in got.stderr
+
+
+def test_preflight_failure_refuses_to_start_the_job_unless_overridden(tmp_path: Path) -> None:
+    import os
+
+    marker = tmp_path / "started"
+    job = ["--", sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
+    env = {**os.environ, "NCCL_SOCKET_IFNAME": "no-such-if0"}  # selects no interface here: NCCL cannot start
+    got = subprocess.run([sys.executable, "-m", "coldaisle", "run", *job], capture_output=True, text=True,
+                         timeout=60, check=False, env=env)
+    assert got.returncode == 2 and "preflight failed: the job was not started" in got.stderr
+    assert "NCCL_SOCKET_IFNAME" in got.stderr and not marker.exists()
+    got = subprocess.run([sys.executable, "-m", "coldaisle", "run", "--no-preflight", *job], capture_output=True,
+                         text=True, timeout=60, check=False, env=env)
+    assert got.returncode == 0 and marker.exists()

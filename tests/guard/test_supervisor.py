@@ -192,3 +192,26 @@ def test_runaway_memory_is_stopped_before_the_limit_and_can_checkpoint(tmp_path:
     assert 0 < evidence["used_bytes"] < limit
     assert evidence["growth_bytes_per_s"] > 10 * 2**20
     assert survivors(sup.run_id) == []
+
+
+SLOW_WRITE = """
+    import os, time, coldaisle
+    for i in range(3):
+        coldaisle.progress(step=i)
+        time.sleep(0.1)
+    r, w = os.pipe()  # a checkpoint "disk" that stops accepting data: write() blocks, as on a stuck NFS
+    os.set_blocking(w, True)
+    def save_checkpoint():
+        while True:
+            os.write(w, b"x" * 65536)
+    save_checkpoint()
+"""
+
+
+def test_a_rank_blocked_writing_is_an_io_stall_not_a_hang(tmp_path: Path) -> None:
+    said: list[str] = []
+    sup, res = supervise(script(SLOW_WRITE), tmp_path, io_timeout_s=4.0, say=said.append)
+    assert res.exit_code == ExitCode.IO_STALL and res.verdict is not None and res.verdict.kind == Kind.IO_STALL
+    assert any("not a collective hang" in s for s in said), said
+    assert "in I/O" in res.verdict.reason and res.verdict.evidence["io_ranks"]
+    assert survivors(sup.run_id) == []

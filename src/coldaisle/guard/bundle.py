@@ -93,13 +93,27 @@ def summary_markdown(incident: Incident) -> str:
              f"- Started: {_iso(incident.started)}; ended: {_iso(incident.ended)} "
              f"({incident.ended - incident.started:.1f} s)",
              f"- Job: {incident.job_status}; `coldaisle run` exit code: {incident.exit_code}", "", "## Evidence", ""]
-    lines += [f"- {k}: `{json.dumps(val, default=str)}`" for k, val in v.evidence.items()] or ["- none recorded"]
+    lines += [f"- {k}: `{json.dumps(val, default=str)}`" for k, val in v.evidence.items() if k != "ranks"] or [
+        "- none recorded"]
+    lines += _ranks_table(v.evidence.get("ranks"))
     lines += ["", "## Actions", ""] + ([f"- {a}" for a in incident.actions] or ["- none"])
     lines += ["", "## Files", "", f"- stacks/: {len(incident.stacks)} process(es)",
               f"- output.log: the job's last {len(incident.output)} output lines", "- heartbeats.json, verdict.json"]
     if incident.output:
         lines += ["", "## Last output", "", "```", *incident.output[-10:], "```"]
     return "\n".join(lines) + "\n"
+
+
+def _ranks_table(ranks: Any) -> list[str]:
+    """Where each rank was when the verdict came (stacks/<pid>.txt holds the whole dump)."""
+    if not ranks:
+        return []
+    rows = ["", "## Ranks", "", "| rank | pid | doing | at | last step | stack |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    rows += [f"| {r['rank']} | {r['pid']} | {r['activity']}{' (D state)' if r.get('d_state') else ''} | "
+             f"`{r['at']}` | {r.get('step') if r.get('step') is not None else '-'} | stacks/{r['pid']}.txt |"
+             for r in ranks]
+    return rows
 
 
 def default_bundle_dir(now: float, base: Path | None = None) -> Path:

@@ -13,20 +13,22 @@ from concurrent.futures import ThreadPoolExecutor
 PY_SPY_HINT = "install it with `pip install 'coldaisle[guard]'` (py-spy, from PyPI)"
 
 
-def dump_stack(pid: int, timeout_s: float = 10.0, py_spy: str | None = None) -> str:
-    """One process's stacks (native frames too where py-spy supports them), or why none could be taken."""
+def dump_stack(pid: int, timeout_s: float = 10.0, py_spy: str | None = None, native: bool = True) -> str:
+    """One process's stacks (native frames too where py-spy can unwind them), or why none could be taken."""
     exe = py_spy or shutil.which("py-spy")
     if exe is None:
         return f"no stack for pid {pid}: py-spy is not installed; {PY_SPY_HINT}\n"
+    argv = [exe, "dump", "--pid", str(pid), *(["--native"] if native else [])]
     try:
-        got = subprocess.run([exe, "dump", "--pid", str(pid)], capture_output=True, text=True,
-                             timeout=timeout_s, check=False)
+        got = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
         return f"no stack for pid {pid}: py-spy did not answer within {timeout_s:g} s\n"
     except OSError as exc:
         return f"no stack for pid {pid}: cannot run py-spy: {exc}\n"
     if got.returncode == 0:
         return got.stdout
+    if native:  # no native unwinding for this process (a static build, an unsupported platform): Python only
+        return dump_stack(pid, timeout_s, exe, native=False)
     why = (got.stderr or got.stdout).strip() or f"exit status {got.returncode}"
     hint = " (ptrace denied? run with CAP_SYS_PTRACE or kernel.yama.ptrace_scope=0)" if "ermission" in why else ""
     return f"no stack for pid {pid}: py-spy failed{hint}: {why}\n"

@@ -28,8 +28,10 @@ from coldaisle.guard.bundle import Incident, write_bundle
 from coldaisle.guard.heartbeat import ENV_VAR, HeartbeatReader, HeartbeatSnapshot
 from coldaisle.guard.output import OutputTee
 from coldaisle.guard.procs import RUN_ID_VAR, job_processes, total_rss_bytes
+from coldaisle.guard.ranks import RankView, analyse, rank_leads, stuck_in_io
 from coldaisle.guard.reap import ReapResult, reap
 from coldaisle.guard.stacks import dump_stacks
+from coldaisle.guard.stackscan import parse_dump
 from coldaisle.guard.watch import ExitCode, HangWatch, Kind, MemoryWatch, Verdict
 from coldaisle.telemetry.clock import Clock
 
@@ -56,7 +58,8 @@ class Supervisor:
     def __init__(self, cmd: Sequence[str], *, hang_timeout_s: float, grace_s: float, bundle_dir: Path,
                  memory_limit_bytes: float | None = None, clock: Clock, env: Mapping[str, str] | None = None,
                  interval_s: float = 0.5, stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None, io_timeout_s: float | None = None,
+                 drain: Callable[[str], str] | None = None) -> None:
         if not cmd:
             raise ColdaisleError("no command to run", hint="put the job after `--`: coldaisle run -- python train.py",
                                  exit_code=2)
@@ -73,6 +76,12 @@ class Supervisor:
         self._forwarded: signal.Signals | None = None
         self._forward_deadline = 0.0
         self._snapshot: HeartbeatSnapshot | None = None
+        # a rank in I/O (D state, a checkpoint write) is not a collective hang: wait up to io_timeout_s for it
+        self.io_timeout_s = io_timeout_s if io_timeout_s is not None else max(10 * hang_timeout_s, 1800.0)
+        self._io_since: float | None = None
+        self._next_look = 0.0
+        self._stacks: dict[int, str] = {}
+        self.drain = drain  # called with a reason when a process survives SIGKILL (D state): drain the node
 
     def run(self) -> RunResult:
         """Start, watch and finish the job; raises ColdaisleError only when it cannot be started."""
@@ -148,10 +157,51 @@ class Supervisor:
         """One look at the heartbeats, then at the job's memory."""
         self._snapshot = reader.read()
         verdict = self.hang.check(self._snapshot)
+        if verdict is None:
+            self._io_since = None
+        elif self.clock.monotonic() < self._next_look:
+            verdict = None  # waiting on a rank in I/O: look again later, not at every tick
+        else:
+            verdict = self._judge_hang(proc, verdict)
         if verdict is None and self.memory is not None:
             members = self._members(proc)
             verdict = self.memory.add(self.clock.monotonic(), total_rss_bytes(members))
         return verdict
+
+    def _judge_hang(self, proc: subprocess.Popen[bytes], verdict: Verdict) -> Verdict | None:
+        """No progress: dump every process while it is stuck, place each rank, name the straggler.
+
+        Ranks in I/O with nobody stuck elsewhere are a slow checkpoint or NFS, not a hang: the verdict
+        waits (up to io_timeout_s) and is given as an I/O stall if it never clears."""
+        t0 = self.clock.monotonic()
+        members = self._members(proc)
+        self._stacks = dump_stacks([p.pid for p in members])
+        analysis = analyse(self._rank_views(members))
+        now = self.clock.monotonic()
+        evidence = {**verdict.evidence, **analysis.evidence(), "analysis_s": round(now - t0, 3)}
+        if not analysis.io_stall:
+            self._io_since = None
+            return Verdict(Kind.HANG, f"{verdict.reason}; {analysis.summary()}", evidence)
+        if self._io_since is None:
+            self._io_since = now
+            self.say(f"no progress, but not a collective hang: {analysis.summary()}; waiting up to "
+                     f"{self.io_timeout_s:g} s for the I/O to finish")
+        if now - self._io_since < self.io_timeout_s:
+            self._next_look = now + max(5.0, self.hang.timeout_s / 4)
+            return None
+        return Verdict(Kind.IO_STALL, f"stalled in I/O for {now - self._io_since:.0f} s (not a collective hang): "
+                                      f"{analysis.summary()}", evidence)
+
+    def _rank_views(self, members: list[ProcessInfo]) -> list[RankView]:
+        """Each rank's process (from RANK in its environment, else its heartbeat) with its stack and state."""
+        steps = {r.pid: r.step for r in (self._snapshot.ranks if self._snapshot else ())}
+        hb_rank = {r.pid: r.rank for r in (self._snapshot.ranks if self._snapshot else ())}
+        leads = {p.pid: r for r, p in rank_leads(members).items()}
+        for p in members:
+            if p.pid in hb_rank and p.pid not in leads:
+                leads[p.pid] = hb_rank[p.pid]
+        return [RankView(rank, pid, stuck_in_io(pid), parse_dump(self._stacks.get(pid, "")), steps.get(pid))
+                for pid, rank in sorted(leads.items(), key=lambda kv: kv[1])]
 
     def _members(self, proc: subprocess.Popen[bytes]) -> list[ProcessInfo]:
         """Every live process of the job but us (py-spy and our own children carry no run id)."""
@@ -183,12 +233,29 @@ class Supervisor:
     def _stop_on_verdict(self, proc: subprocess.Popen[bytes], verdict: Verdict) -> dict[int, str]:
         """Dump every process's stacks while they are still stuck, then stop the whole job."""
         members = self._members(proc)
-        self.say(f"{verdict.kind}: {verdict.reason}; dumping stacks of {len(members)} process(es), then "
+        fresh = [p.pid for p in members if p.pid not in self._stacks]
+        self.say(f"{verdict.kind}: {verdict.reason}; stacks of {len(members)} process(es) dumped, then "
                  f"SIGTERM, SIGKILL after {self.grace_s:g} s")
-        stacks = dump_stacks([p.pid for p in members])
+        stacks = {**self._stacks, **(dump_stacks(fresh) if fresh else {})}
         self.actions.append(f"dumped the stacks of {len(stacks)} process(es)")
-        self._record(f"stopped the job on {verdict.kind}", reap(members, self.grace_s, self.clock))
+        result = reap(members, self.grace_s, self.clock)
+        self._record(f"stopped the job on {verdict.kind}", result)
+        if result.unkillable:
+            self._escalate(result.unkillable)
         return stacks
+
+    def _escalate(self, pids: tuple[int, ...]) -> None:
+        """A process that outlives SIGKILL is in D state: only a reboot frees it, so the node must not take work."""
+        why = f"job process(es) {', '.join(map(str, pids))} survive SIGKILL (uninterruptible sleep)"
+        if self.drain is None:
+            line = f"{why}: drain this node by hand (no drain configured; see --drain)"
+        else:
+            try:
+                line = f"{why}: {self.drain(why)}"
+            except Exception as exc:  # the supervisor still finishes and writes the bundle
+                line = f"{why}: drain failed: {type(exc).__name__}: {exc}"
+        self.actions.append(line)
+        self.say(line)
 
     def _record(self, why: str, result: ReapResult) -> None:
         """One line for the user and the bundle about who was signalled and how they ended."""

@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     RUNAWAY_MEMORY = 71
     THERMAL = 72  # reserved: no thermal watch yet
     JOB_FAILED = 73  # the job died of a signal nobody here sent (segfault, the kernel's OOM killer)
+    IO_STALL = 74  # no progress for --io-timeout while a rank sat in I/O (D state, a checkpoint write)
     NOT_EXECUTABLE = 126
     NOT_FOUND = 127
 
@@ -34,6 +35,7 @@ class Kind(StrEnum):
     RUNAWAY_MEMORY = "runaway_memory"
     THERMAL = "thermal"
     JOB_FAILED = "job_failed"
+    IO_STALL = "io_stall"
 
 
 @dataclass(frozen=True, slots=True)

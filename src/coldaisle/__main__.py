@@ -1,0 +1,5 @@
+"""`python -m coldaisle` is the `coldaisle` command."""
+
+from coldaisle.cli import main
+
+main()

@@ -1,0 +1,34 @@
+"""The last rung of `coldaisle run`: a job process that survives SIGKILL (D state) takes the node out of service.
+
+Only a reboot frees a process in uninterruptible sleep, and a node holding one (and its GPU memory) must
+not be given the next job. Under Slurm the node is drained through the same tagged, never-override-a-person
+executor the agent uses; elsewhere the user is told what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from coldaisle.errors import ColdaisleError
+
+MODES = ("slurm", "dry-run", "off")
+
+
+def drain_hook(mode: str, env: dict[str, str] | None = None) -> Callable[[str], str] | None:
+    """A `reason -> what happened` callable for the supervisor, or None (`off`)."""
+    if mode not in MODES:
+        raise ColdaisleError(f"--drain: unknown mode {mode!r}", hint=f"one of {', '.join(MODES)}", exit_code=2)
+    if mode == "off":
+        return None
+    node = (env if env is not None else os.environ).get("SLURMD_NODENAME")
+
+    def drain(reason: str) -> str:
+        if not node:
+            return "not under Slurm (no SLURMD_NODENAME): drain this node by hand"
+        from coldaisle.actions.drain import SlurmDrain
+
+        status, detail = SlurmDrain().drain(node, f"unkillable job process: {reason}", dry_run=mode == "dry-run")
+        return f"{status}: {detail}"
+
+    return drain

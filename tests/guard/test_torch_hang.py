@@ -1,0 +1,79 @@
+"""A real deadlock in a real framework: 2 ranks of torch.distributed on gloo, launched by torchrun.
+
+Rank 1 skips its all_reduce at step 5 (it goes to fetch a replacement batch that never comes), so rank 0
+waits in all_reduce for ever: the report's collective hang with node-gpu-88 as the straggler.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from coldaisle.guard.watch import ExitCode  # noqa: E402
+
+JOB = Path(__file__).parent / "jobs" / "gloo_allreduce.py"
+pytestmark = pytest.mark.slow
+
+
+def coldaisle_run(tmp_path: Path, *job_args: str, hang_timeout: int = 20) -> tuple[subprocess.CompletedProcess[str],
+                                                                                       float]:
+    """`coldaisle run --hang-timeout N -- torchrun --standalone --nproc-per-node 2 JOB ARGS` as a user types it."""
+    cmd = [sys.executable, "-m", "coldaisle", "run", "--hang-timeout", str(hang_timeout), "--grace", "5",
+           "--bundle", str(tmp_path / "bundle"), "--",
+           sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(JOB),
+           *job_args]
+    t0 = time.monotonic()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+    return done, time.monotonic() - t0
+
+
+def job_processes_left() -> list[str]:
+    """Any process on the host still running the job script (the launcher and both ranks must be gone)."""
+    left = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if str(JOB) in cmdline and state != "Z":
+            left.append(f"{entry}: {cmdline}")
+    return left
+
+
+def test_gloo_deadlock_is_declared_with_both_stacks_and_rank_1_named(tmp_path: Path) -> None:
+    done, _ = coldaisle_run(tmp_path, "--steps", "100000", "--skip-at", "5")
+    assert done.returncode == ExitCode.HANG, done.stderr[-3000:]
+    bundle = tmp_path / "bundle"
+    verdict = json.loads((bundle / "verdict.json").read_text())
+    ev = verdict["evidence"]
+    # declared within hang-timeout + 5 s of the last progress, straggler named in the same verdict
+    assert 20 <= ev["freshest_age_s"] + ev["analysis_s"] <= 25, ev
+    assert ev["waiting_ranks"] == [0] and ev["straggler_ranks"] == [1], ev
+    assert "straggler: rank 1" in verdict["reason"] and "all_reduce" in verdict["reason"]
+    by_rank = {r["rank"]: r for r in ev["ranks"]}
+    rank0 = (bundle / "stacks" / f"{by_rank[0]['pid']}.txt").read_text()
+    rank1 = (bundle / "stacks" / f"{by_rank[1]['pid']}.txt").read_text()
+    assert "all_reduce (torch/distributed/distributed_c10d.py" in rank0
+    assert "next_batch_after_bad_one" in rank1 and "all_reduce (" not in rank1
+    assert "straggler" in (bundle / "summary.md").read_text()
+    assert job_processes_left() == []
+
+
+def test_the_same_job_without_the_fault_completes_without_an_alarm(tmp_path: Path) -> None:
+    done, _ = coldaisle_run(tmp_path, "--steps", "30")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rank 0 done" in done.stdout and "rank 1 done" in done.stdout
+    assert not (tmp_path / "bundle").exists()
+    assert "hang" not in done.stderr
+    assert job_processes_left() == []
