@@ -39,12 +39,12 @@ def cached_tokens(a: Architecture, context: int) -> int:
     return min(context, a.sliding_window) if a.sliding_window else context
 
 
-def _mlp_width(a: Architecture, moe: bool, tp: int, etp: int) -> float:
-    """Bytes-per-token coefficient of the MLP's stored tensors (per unit of 2 bytes), split across ranks."""
+def _mlp_width(a: Architecture, moe: bool, tp: int) -> float:
+    """Elements per token of the MLP's stored tensors on one rank; routed copies spread over the stage's ranks."""
     per = 3.0 if a.gated_mlp else 2.0
     if not moe:
         return per * a.ffn / tp
-    return per * (a.experts_per_token * a.expert_ffn / etp + a.shared_ffn / tp)
+    return per * (a.experts_per_token * a.expert_ffn + a.shared_ffn) / tp
 
 
 def _attn_widths(a: Architecture) -> tuple[int, int]:
@@ -54,7 +54,7 @@ def _attn_widths(a: Architecture) -> tuple[int, int]:
     return a.heads * a.head_dim, a.kv_heads * a.head_dim
 
 
-def layer_activation_bytes(a: Architecture, i: int, s: int, b: int, tp: int, etp: int, sp: bool,
+def layer_activation_bytes(a: Architecture, i: int, s: int, b: int, tp: int, sp: bool,
                            scores: bool) -> float:
     """Stored activations of layer i for one micro-batch of b sequences of s tokens (Korthikanti s.4.1)."""
     h = a.hidden
@@ -62,7 +62,7 @@ def layer_activation_bytes(a: Architecture, i: int, s: int, b: int, tp: int, etp
     masks = 2.0 if a.hidden_dropout else 0.0
     replicated = (4.0 + 2.0 + 2.0 + masks) * s * b * h
     split = s * b * (2.0 * qd + 4.0 * kvd + 2.0 * qd) / tp
-    split += ACT_BYTES * s * b * _mlp_width(a, a.is_moe_layer(i), tp, etp)
+    split += ACT_BYTES * s * b * _mlp_width(a, a.is_moe_layer(i), tp)
     if a.is_moe_layer(i):
         split += 4.0 * s * b * a.experts  # router logits in fp32
     if sp:
@@ -78,13 +78,13 @@ def full_recompute_bytes(a: Architecture, s: int, b: int, tp: int, sp: bool) -> 
     return 2.0 * s * b * a.hidden / (tp if sp else 1)
 
 
-def inference_workspace_bytes(a: Architecture, tokens: int, context: int, tp: int, etp: int,
+def inference_workspace_bytes(a: Architecture, tokens: int, context: int, tp: int,
                               scores: bool) -> float:
     """Peak transient activations of one layer processing `tokens` at once (prefill chunk); freed layer by layer."""
     qd, kvd = _attn_widths(a)
     moe = a.experts > 0
     attn = (2.0 * qd + 2.0 * kvd) / tp
-    mlp = _mlp_width(a, moe, tp, etp)
+    mlp = _mlp_width(a, moe, tp)
     ws = ACT_BYTES * tokens * (2.0 * a.hidden + max(attn, mlp))
     if scores:
         ws += ACT_BYTES * a.heads / tp * tokens * context

@@ -122,10 +122,10 @@ def training_activation_term(r: Resolved, stage: int, first: int, count: int) ->
     scores = req.attention is AttentionImpl.EAGER and req.recompute is Recompute.NONE
     if req.recompute is Recompute.FULL:
         per = act.full_recompute_bytes(a, s, b, t, sp) * count
-        work = act.layer_activation_bytes(a, first, s, b, t, r.etp, sp, req.attention is AttentionImpl.EAGER)
+        work = act.layer_activation_bytes(a, first, s, b, t, sp, req.attention is AttentionImpl.EAGER)
         total, how = per * flight + work, "2sbh per layer (full recomputation) + one layer being recomputed"
     else:
-        per = sum(act.layer_activation_bytes(a, i, s, b, t, r.etp, sp, scores) for i in range(first, first + count))
+        per = sum(act.layer_activation_bytes(a, i, s, b, t, sp, scores) for i in range(first, first + count))
         total, how = per * flight, "sbh(10 + 24/t) + 5as^2b/t per layer, generalised (see docs/plan.md)"
     if stage == 0 and a.hidden_dropout:
         total += s * b * a.hidden * flight / (t if sp else 1)  # embedding dropout mask
@@ -141,7 +141,7 @@ def inference_activation_term(r: Resolved, is_last: bool) -> Term:
     req, a = r.request, r.arch
     tokens = min(req.batch * req.context, req.prefill_chunk)
     eager = req.attention is AttentionImpl.EAGER
-    b = act.inference_workspace_bytes(a, tokens, req.context, req.tp, r.etp, eager)
+    b = act.inference_workspace_bytes(a, tokens, req.context, req.tp, eager)
     if is_last:
         b += 4.0 * req.batch * a.vocab / req.tp
     return Term(key="activations", label="activation workspace", bytes=b,
