@@ -31,6 +31,8 @@ SeverityName = Literal["debug", "info", "warning", "error", "critical"]
 _NAMED = re.compile(r"\(\?P<(\w+)>")
 _PCI_SHORT = re.compile(r"^[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}$")
 _NONE_VALUES = frozenset({"<unknown>", "N/A", "n/a", "(null)", ""})
+_TEXT_FIELDS = frozenset({"address", "ip", "op_count", "comm", "bus", "version", "detail", "reason", "error",
+                          "tried", "rtc_time", "gpu_uuid"})  # hex or free text: never turned into numbers
 
 
 class SignatureSpec(BaseModel):
@@ -118,7 +120,7 @@ def _value(key: str, raw: str) -> Any:
         return text.lower() + ".0"  # NVRM prints 0000:b1:00; NVML and the kernel name 0000:b1:00.0
     if key in ("pci", "device_pci"):
         return text.lower()
-    if text.isdigit() and len(text) < 19:
+    if text.isdigit() and len(text) < 19 and key not in _TEXT_FIELDS:
         return int(text)
     return text
 

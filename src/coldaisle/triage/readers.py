@@ -37,7 +37,7 @@ class InputFile:
 def host_from_name(name: str) -> str:
     """`node-gpu-88.kern.log.gz` -> `node-gpu-88`; names of logs (`kern.log`, `job-42.err`) give ""."""
     stem = _SUFFIXES.sub("", name)
-    for cut in (stem, stem.split(".", 1)[0]):
+    for cut in (stem.split(".", 1)[0], stem):
         if _HOSTLIKE.match(cut) and not _NOT_HOSTS.match(cut):
             return cut
     return ""

@@ -137,14 +137,38 @@ def _with_errors(coll: list[Hit], members: set[str], faults: dict[str, list[Hit]
     laggard = _laggard(hits)
     if laggard:
         scores[laggard] += 2
+    silent = _silent_rank_hosts(coll, hits)
+    for host in silent:
+        scores[host] += 3  # the rank that never timed out is the one every other rank waited for
     origin = max(scores, key=lambda h: (scores[h], -min((sort_key(f) for f in faults.get(h, [first])),
                                                         default=(9, "", 0.0, 0))[2])) if scores else first.host
     ev = [*faults.get(origin, [])[:3], *_ordered(coll)[:EVIDENCE - 3]]
     affected = sorted(reporters | members | {origin})
-    why = "hardware fault before the collective errors" if origin in faults else "silent or lagging rank"
-    return Hypothesis("collective", f"collective failure originating on {origin} ({why}); {len(coll)} collective "
-                      f"errors/timeouts on {len(reporters)} hosts", origin, "high" if origin in faults else "medium",
-                      _first_time(ev), ev, affected, score=30 + len(reporters) ** 0.5)
+    why = [w for w, ok in (("hardware fault", origin in faults),
+                           ("before the collective errors", any(_before(f, first) for f in faults.get(origin, []))),
+                           ("its rank never timed out", origin in silent), ("lowest collective count",
+                                                                           origin == laggard)) if ok]
+    title = (f"collective failure originating on {origin} ({', '.join(why) or 'first to fail'}); "
+             f"{len(coll)} collective errors/timeouts on {len(reporters)} hosts")
+    return Hypothesis("collective", title, origin, "high" if origin in faults else "medium", _first_time(ev), ev,
+                      affected, score=30 + len(reporters) ** 0.5)
+
+
+def _silent_rank_hosts(coll: list[Hit], hits: Sequence[Hit]) -> set[str]:
+    """Hosts of the ranks missing from a watchdog timeout storm (rank -> host from NCCL init lines)."""
+    timed_out = {int(h.fields["rank"]) for h in coll if h.cls == "nccl_watchdog_timeout" and "rank" in h.fields}
+    inits = {int(h.fields["rank"]): (h.host, int(h.fields.get("nranks", 0))) for h in hits
+             if h.cls == "nccl_init" and "rank" in h.fields}
+    nranks = max((n for _, n in inits.values()), default=0)
+    if not inits or len(timed_out) < nranks / 2:
+        return set()
+    known = sorted(inits)
+    out = set()
+    for r in set(range(nranks)) - timed_out:
+        below = [k for k in known if k <= r]
+        if below:
+            out.add(inits[below[-1]][0])  # a node's ranks are contiguous from its first GPU's
+    return out if len(out) <= 3 else set()
 
 
 def _laggard(hits: Sequence[Hit]) -> str | None:
@@ -190,8 +214,9 @@ def heat(hits: Sequence[Hit], samples_max: dict[str, float]) -> list[Hypothesis]
     peak = max(samples_max.items(), key=lambda kv: kv[1]) if samples_max else None
     note = f"hottest sensor {peak[0]} peaked at {peak[1]:.0f} C" if peak else ""
     ev = [origin_hit, *[h for h in hot if h is not origin_hit][:EVIDENCE - 1]]
-    return [Hypothesis("heat", f"heat: {len(throttled)} hosts throttled or shut down for temperature"
-                       f"{f', {len(causes)} fan/cooling failures' if causes else ''}", origin_hit.host,
+    what = f"{len(throttled)} hosts throttled or shut down for temperature" if throttled else "no throttling logged"
+    return [Hypothesis("heat", f"heat: {what}{f', {len(causes)} fan/cooling failures' if causes else ''}",
+                       origin_hit.host,
                        "medium", _first_time(hot), ev, hosts, score=10 * max(h.severity for h in hot) / 2
                        + len(hosts) ** 0.5, note=note)]
 

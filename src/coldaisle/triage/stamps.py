@@ -4,10 +4,10 @@ Recognised (first match wins): dmesg `[ 1234.567890]` (uptime), `dmesg -T` `[Tue
 BSD syslog `May 21 03:04:00 host ident[pid]: ` (no year; a following `[uptime]` ties boot time to wall time),
 RFC 3339 / `journalctl -o short-iso(-precise)` / `dmesg --time-format=iso` `2024-05-21T03:04:00[.,frac]+00:00
 host ident: `, RFC 5424 `<PRI>1 TIMESTAMP HOST ...`, Slurm and DeepSpeed `[2024-05-21T03:00:00.000]`, NCCL
-2.26+ `[2024-05-21 03:04:00] `, Python logging `2024-05-21 03:04:00,123`, glog / PyTorch 2.4+ `E0521
-03:04:00.123456` (no year) and vLLM `ERROR 05-21 03:04:00` (no year). NCCL's `host:pid:tid [dev]` prefix
-names the host; `ipmitool sel elist` rows carry `| 05/21/2024 | 04:30:00 |`. Times without a zone are read
-as UTC.
+2.26+ `[2024-05-21 03:04:00] `, Python logging `2024-05-21 03:04:00,123`, glog `E0521 03:04:00.123456` and
+PyTorch 2.4+ `[rank0]:[E321 02:07:08.408271257` (month unpadded; no year) and vLLM `ERROR 05-21 03:04:00`
+(no year). NCCL's `host:pid:tid [dev]` prefix names the host; `ipmitool sel elist` rows carry
+`| 05/21/2024 | 04:30:00 |`. Times without a zone are read as UTC.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ _ISO_HOST = re.compile(_ISO + r"\s+(?:(?P<host>[\w.-]+) (?P<ident>[^\s:\[]+)(?:\
                        r"(?:\[\s*(?P<up>\d+\.\d+)\] )?)?")
 _RFC5424 = re.compile(r"<\d{1,3}>1 " + _ISO + r" (?P<host>\S+) ")
 _BRACKET_ISO = re.compile(r"\[" + _ISO + r"\]")
-_GLOG = re.compile(r"(?:\[rank\d+\]:\[)?[IWEF](?P<mon>\d\d)(?P<day>\d\d) (?P<time>\d\d:\d\d:\d\d)(?:\.(?P<frac>\d+))? ")
+_GLOG = re.compile(r"(?:\[rank\d+\]:\[)?[IWEF](?P<mon>1[0-2]|0?[1-9])(?P<day>[0-3]\d) "
+                   r"(?P<time>\d\d:\d\d:\d\d)(?:\.(?P<frac>\d+))? ")
 _VLLM = re.compile(r"(?:INFO|WARNING|ERROR|DEBUG|CRITICAL) (?P<mon>\d\d)-(?P<day>\d\d) (?P<time>\d\d:\d\d:\d\d)")
 _ANY_ISO = re.compile(_ISO)
 _SEL = re.compile(r"\s*[0-9a-fA-F]+ \| (?P<mon>\d\d)/(?P<day>\d\d)/(?P<year>\d{4}) \| (?P<time>\d\d:\d\d:\d\d) \|")
