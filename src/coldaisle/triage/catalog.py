@@ -181,10 +181,10 @@ class Matcher:
 
     def first(self, line: str, candidates: Sequence[int] | None = None) -> Match | None:
         """The winning match for `line` (first in precedence order), or None."""
+        sigs = self.catalog.signatures
         for i in sorted(candidates) if candidates is not None else self.candidates(line):
-            sig = self.catalog.signatures[i]
-            if (m := sig.regex.search(line)) is not None:
-                return self.catalog.resolve(sig, m)
+            if i < len(sigs) and (m := sigs[i].regex.search(line)) is not None:  # ids past the end are internal
+                return self.catalog.resolve(sigs[i], m)
         return None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -69,11 +70,14 @@ def walk(paths: Iterable[str | Path], stats: ReadStats, host: str | None = None)
 
 def _entry(path: Path, root: Path | None, host: str | None, stats: ReadStats) -> Any:
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as exc:
         stats.unreadable.append(f"{path}: {exc.strerror}")
         return None
-    return InputFile(path, host or _path_host(path, root), size)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block the read forever
+        stats.unreadable.append(f"{path}: not a regular file")
+        return None
+    return InputFile(path, host or _path_host(path, root), st.st_size)
 
 
 def chunks(stream: IO[bytes], path: str, stats: ReadStats, on_bytes: Any = None) -> Iterator[bytes]:

@@ -21,6 +21,9 @@ except ImportError:  # pragma: no cover - exercised where no wheel exists
     _hs = None
 
 WINDOW = 4 << 20  # bytes scanned per call; a longer line is scanned in pieces of this size
+# journald stores a non-UTF-8 MESSAGE as an array of byte values, which no text pattern can see: such
+# records are always handed to Python (which decodes them), through one extra internal pattern.
+_JOURNAL_BYTES = rb'"MESSAGE"\s*:\s*\[.*$'
 _GROUP = re.compile(r"\(\?P<\w+>")
 
 
@@ -40,8 +43,8 @@ def _database(catalog: Catalog) -> Any:
              for s in sigs]
     db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
     try:
-        db.compile(expressions=[_hs_pattern(s.spec.pattern) for s in sigs], ids=list(range(len(sigs))),
-                   elements=len(sigs), flags=flags)
+        db.compile(expressions=[*(_hs_pattern(s.spec.pattern) for s in sigs), _JOURNAL_BYTES],
+                   ids=list(range(len(sigs) + 1)), elements=len(sigs) + 1, flags=[*flags, _hs.HS_FLAG_MULTILINE])
     except _hs.error as exc:
         bad = _first_bad(sigs)
         file, _, line = bad.origin.rpartition(":") if bad else ("", "", "0")
@@ -72,7 +75,7 @@ class HyperscanMatcher(Matcher):
         found: list[int] = []
         self.db.scan(line.encode("utf-8", "surrogateescape"),
                      match_event_handler=lambda i, _f, _t, _fl, _c: found.append(i))
-        return sorted(set(found))
+        return sorted(i for i in set(found) if i < len(self.catalog.signatures))
 
     def scan_block(self, buf: bytes, on_match: Callable[..., Any]) -> None:
         """Call on_match(id, from, to, flags, ctx) for every (signature, line end) in `buf`."""
@@ -86,6 +89,7 @@ class ReMatcher(Matcher):
         super().__init__(catalog)
         self._res = [re.compile(_hs_pattern(s.spec.pattern), re.MULTILINE | (re.IGNORECASE if s.spec.ignore_case
                                                                              else 0)) for s in catalog.signatures]
+        self._res.append(re.compile(_JOURNAL_BYTES, re.MULTILINE))
 
     def scan_block(self, buf: bytes, on_match: Callable[..., Any]) -> None:
         """Like Hyperscan's block scan: one callback per (signature, matching line end)."""
