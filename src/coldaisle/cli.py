@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -259,6 +260,16 @@ def run(
                                             "(SLURMD_NODENAME), `dry-run` says what it would do, `off`.")] = "slurm",
     no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Start even when `coldaisle preflight` "
                                                                       "finds failures.")] = False,
+    plan_file: Annotated[Path | None, typer.Option("--plan", help="A plan request (YAML, `coldaisle plan`'s "
+                                                                  "fields): refuse to start when it does not "
+                                                                  "fit.")] = None,
+    backend: Annotated[str, typer.Option(help="GPU telemetry for the spin and device-memory watches: auto "
+                                              "(NVML if present), nvml, sim, none.")] = "auto",
+    scenario: Annotated[str, typer.Option(help="With --backend sim: the scenario.")] = "prometheus-unbound",
+    sim_node: Annotated[str | None, typer.Option(help="With --backend sim: the node whose GPUs the job "
+                                                      "holds.")] = None,
+    sim_start: Annotated[str | None, typer.Option(help='With --backend sim: scenario time to start at, '
+                                                       'e.g. "03:03".')] = None,
 ) -> None:
     """Run a job under supervision: `coldaisle run [OPTIONS] -- CMD ARGS...` (exit codes: docs/run.md)."""
     import time
@@ -273,15 +284,31 @@ def run(
     except UnitError as exc:
         raise ColdaisleError(f"--memory-limit: {exc}", exit_code=2) from None
     from coldaisle.guard.escalate import drain_hook
+    from coldaisle.guard.supervisor import check_executable
 
+    if ctx.args:  # a missing program is one error line, before any gate speaks
+        check_executable(ctx.args[0], os.environ.get("PATH", os.defpath))
+    if plan_file is not None:
+        _plan_gate(plan_file)
     if not no_preflight:
         _preflight_gate()
+    from coldaisle.guard.telemetry import gpu_watch
+
+    say = lambda msg: err.print(f"coldaisle run: {escape(msg)}", highlight=False, soft_wrap=True)  # noqa: E731
+    gpu = gpu_watch(backend, hang_timeout_s=hang_timeout, lead_s=grace + 1.0, env=dict(os.environ),
+                    scenario=scenario, node=sim_node, start=sim_start, say=say)
     sup = Supervisor(list(ctx.args), hang_timeout_s=hang_timeout, grace_s=grace,
                      bundle_dir=bundle or default_bundle_dir(time.time()), memory_limit_bytes=limit,
-                     io_timeout_s=io_timeout, drain=drain_hook(drain),
-                     clock=RealClock(), say=lambda msg: err.print(f"coldaisle run: {escape(msg)}", highlight=False,
-                                                                soft_wrap=True))
+                     io_timeout_s=io_timeout, drain=drain_hook(drain), gpu=gpu, clock=RealClock(), say=say)
     sys.exit(sup.run().exit_code)  # not typer.Exit: click returns its code from app() and main() drops it
+
+
+def _plan_gate(path: Path) -> None:
+    """`coldaisle run --plan job.yaml` refuses a job whose memory (or power) plan does not fit."""
+    from coldaisle.plan import require_fit
+
+    verdict = require_fit(path)
+    err.print(f"coldaisle run: plan fits: {escape('; '.join(verdict.reasons) or 'ok')}", highlight=False)
 
 
 def _preflight_gate() -> None:

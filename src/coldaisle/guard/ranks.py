@@ -116,7 +116,7 @@ class HangAnalysis:
                                                                  for v in self.elsewhere))
         if self.unknown:
             parts.append(f"no stack for rank{_s(self.unknown)} {_names(self.unknown)}")
-        return "; ".join(parts) if parts else "no rank could be placed"
+        return "; ".join(parts) if parts else "no process of the job names its rank (RANK, LOCAL_RANK, a heartbeat)"
 
     def evidence(self) -> dict[str, Any]:
         """The same as data for verdict.json."""

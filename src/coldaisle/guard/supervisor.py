@@ -25,6 +25,7 @@ from typing import BinaryIO
 from coldaisle.actions.safety import ProcessInfo
 from coldaisle.errors import ColdaisleError
 from coldaisle.guard.bundle import Incident, write_bundle
+from coldaisle.guard.gpuwatch import GpuWatch
 from coldaisle.guard.heartbeat import ENV_VAR, HeartbeatReader, HeartbeatSnapshot
 from coldaisle.guard.output import OutputTee
 from coldaisle.guard.procs import RUN_ID_VAR, job_processes, total_rss_bytes
@@ -59,7 +60,7 @@ class Supervisor:
                  memory_limit_bytes: float | None = None, clock: Clock, env: Mapping[str, str] | None = None,
                  interval_s: float = 0.5, stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
                  say: Callable[[str], None] | None = None, io_timeout_s: float | None = None,
-                 drain: Callable[[str], str] | None = None) -> None:
+                 drain: Callable[[str], str] | None = None, gpu: GpuWatch | None = None) -> None:
         if not cmd:
             raise ColdaisleError("no command to run", hint="put the job after `--`: coldaisle run -- python train.py",
                                  exit_code=2)
@@ -82,6 +83,7 @@ class Supervisor:
         self._next_look = 0.0
         self._stacks: dict[int, str] = {}
         self.drain = drain  # called with a reason when a process survives SIGKILL (D state): drain the node
+        self.gpu, self._gpu_failed = gpu, False
 
     def run(self) -> RunResult:
         """Start, watch and finish the job; raises ColdaisleError only when it cannot be started."""
@@ -107,7 +109,7 @@ class Supervisor:
     def _start(self, work: Path) -> subprocess.Popen[bytes]:
         """Popen in a new session (no shell), pipes tee'd; a missing or non-executable command is a clear error."""
         env = self.child_env(work)
-        _check_executable(self.cmd[0], env.get("PATH", os.defpath))
+        check_executable(self.cmd[0], env.get("PATH", os.defpath))
         try:
             proc = subprocess.Popen(self.cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE)
@@ -154,19 +156,33 @@ class Supervisor:
         return None
 
     def _check(self, proc: subprocess.Popen[bytes], reader: HeartbeatReader) -> Verdict | None:
-        """One look at the heartbeats, then at the job's memory."""
+        """One look at the heartbeats, the job's GPUs (spin signature, device memory), then its host memory."""
         self._snapshot = reader.read()
+        now = self.clock.monotonic()
         verdict = self.hang.check(self._snapshot)
-        if verdict is None:
-            self._io_since = None
-        elif self.clock.monotonic() < self._next_look:
+        members = self._members(proc) if (self.memory or self.gpu) else []
+        if verdict is None and self.gpu is not None:
+            verdict = self._gpu_check(now, members)
+        if verdict is None or verdict.kind != Kind.HANG:
+            self._io_since = None if verdict is None else self._io_since
+        elif now < self._next_look:
             verdict = None  # waiting on a rank in I/O: look again later, not at every tick
         else:
             verdict = self._judge_hang(proc, verdict)
         if verdict is None and self.memory is not None:
-            members = self._members(proc)
-            verdict = self.memory.add(self.clock.monotonic(), total_rss_bytes(members))
+            verdict = self.memory.add(now, total_rss_bytes(members))
         return verdict
+
+    def _gpu_check(self, now: float, members: list[ProcessInfo]) -> Verdict | None:
+        """The Backend's view; a failing read is reported once and the other watches go on."""
+        assert self.gpu is not None
+        try:
+            return self.gpu.check(now, {p.pid for p in members})
+        except Exception as exc:
+            if not self._gpu_failed:
+                self.say(f"GPU telemetry failed ({type(exc).__name__}: {exc}); heartbeat and memory watches go on")
+            self._gpu_failed = True
+            return None
 
     def _judge_hang(self, proc: subprocess.Popen[bytes], verdict: Verdict) -> Verdict | None:
         """No progress: dump every process while it is stuck, place each rank, name the straggler.
@@ -281,7 +297,7 @@ class Supervisor:
         return None, rc, status
 
 
-def _check_executable(program: str, path: str) -> None:
+def check_executable(program: str, path: str) -> None:
     """Fail before starting anything when the command cannot run: 127 not found, 126 not executable."""
     found = program if os.sep in program else shutil.which(program, path=path)
     if found is None or not os.path.exists(found):

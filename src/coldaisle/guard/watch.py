@@ -23,7 +23,8 @@ class ExitCode(IntEnum):
     RUNAWAY_MEMORY = 71
     THERMAL = 72  # reserved: no thermal watch yet
     JOB_FAILED = 73  # the job died of a signal nobody here sent (segfault, the kernel's OOM killer)
-    IO_STALL = 74  # no progress for --io-timeout while a rank sat in I/O (D state, a checkpoint write)
+    DOES_NOT_FIT = 74  # refused before starting: the job's plan does not fit (coldaisle plan)
+    IO_STALL = 75  # no progress for --io-timeout while a rank sat in I/O (D state, a checkpoint write)
     NOT_EXECUTABLE = 126
     NOT_FOUND = 127
 

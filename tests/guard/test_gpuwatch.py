@@ -1,0 +1,89 @@
+"""The GPU watches of `coldaisle run` on the twin: collective spin (the report's 03:04 deadlock) and the
+KV-cache runaway on node-gpu-102 (04:15), each caught before harm; a healthy job raises nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coldaisle.guard.gpuwatch import GpuWatch, SpinWatch, job_devices
+from coldaisle.guard.watch import Kind
+from coldaisle.sim.backend import SimBackend
+from coldaisle.sim.replay import load_plan, parse_until
+from coldaisle.sim.twin import Twin
+
+
+def watch_until(scenario: str, node: str, start: str, seconds: int, env: dict[str, str] | None = None
+                ) -> tuple[int | None, object, SimBackend]:
+    """Step the twin one second at a time from `start`; the first verdict and when (seconds after start)."""
+    plan = load_plan(scenario)
+    twin = Twin(plan)
+    t0 = parse_until(start, plan)
+    assert t0 is not None
+    twin.run_until(t0)
+    backend = SimBackend(twin, node=node)
+    w = GpuWatch(backend, hang_timeout_s=10, lead_s=6, env=env or {})
+    for k in range(seconds):
+        twin.clock.advance_to(t0 + k)
+        v = w.check(t0 + k, set())
+        if v is not None:
+            return k, v, backend
+    return None, None, backend
+
+
+def test_the_deadlock_spin_is_a_hang_after_the_timeout() -> None:
+    k, v, _ = watch_until("prometheus-unbound", "node-gpu-12", "03:03:30", 120)
+    assert k is not None and v.kind == Kind.HANG and v.evidence["signal"] == "gpu_spin"
+    assert 30 + 10 <= k <= 30 + 10 + 30  # the spin starts after 03:04 and must hold for the whole timeout
+    assert v.evidence["gpus"] == [f"node-gpu-12/gpu{i}" for i in range(4)]
+    assert min(v.evidence["power_w"]) > 600  # busy-waiting at full power, as the report says
+
+
+def test_a_healthy_training_job_never_looks_like_a_spin() -> None:
+    k, v, _ = watch_until("healthy-training", "train-01", "+10 min", 300)
+    assert k is None and v is None
+
+
+def test_the_kv_runaway_is_stopped_before_the_card_fills() -> None:
+    k, v, backend = watch_until("prometheus-unbound", "node-gpu-102", "04:14:30", 600, {"CUDA_VISIBLE_DEVICES": "2"})
+    assert k is not None and v.kind == Kind.RUNAWAY_MEMORY, v
+    assert "node-gpu-102/gpu2" in v.reason
+    ev = v.evidence
+    assert ev["used_bytes"] < ev["limit_bytes"] and 0 < ev["time_to_limit_s"] <= 6
+    assert not backend.twin.state.lost[backend.gpus].any()  # in time: no GPU of the node has fallen off the bus
+
+
+def test_job_devices_by_process_then_visible_devices_then_all() -> None:
+    plan = load_plan("prometheus-unbound")
+    twin = Twin(plan)
+    twin.run_until(parse_until("03:02", plan))
+    frame = SimBackend(twin, node="node-gpu-12").sample()
+    pid = int(frame.processes.pid[1])
+    assert job_devices(frame, {pid}, {}).tolist() == [int(frame.processes.device[1])]
+    assert job_devices(frame, {999_999}, {"CUDA_VISIBLE_DEVICES": "1,3"}).tolist() == [1, 3]
+    assert job_devices(frame, set(), {"CUDA_VISIBLE_DEVICES": frame.devices[2].uuid}).tolist() == [2]
+    assert job_devices(frame, set(), {}).tolist() == [0, 1, 2, 3]
+
+
+def test_an_unsupported_link_reading_does_not_veto_the_spin() -> None:
+    plan = load_plan("prometheus-unbound")
+    twin = Twin(plan)
+    twin.run_until(parse_until("03:06", plan))
+    frame = SimBackend(twin, node="node-gpu-12").sample()
+    frame.nvlink_rx_bytes_per_s.flags.writeable = True
+    w = SpinWatch(0.0)
+    assert w.add(0.0, frame, np.arange(4)) is not None
+
+
+@pytest.mark.slow
+def test_coldaisle_run_on_the_twin_stops_a_job_whose_gpus_spin(tmp_path: Path) -> None:
+    got = subprocess.run([sys.executable, "-m", "coldaisle", "run", "--backend", "sim", "--sim-node", "node-gpu-12",
+                          "--sim-start", "03:03:55", "--hang-timeout", "5", "--grace", "2", "--no-preflight",
+                          "--bundle", str(tmp_path / "b"), "--", "sleep", "120"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert got.returncode == 70, got.stderr
+    assert "collective spin on every GPU of the job" in (tmp_path / "b" / "summary.md").read_text()
