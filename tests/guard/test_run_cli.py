@@ -50,3 +50,17 @@ def test_preflight_failure_refuses_to_start_the_job_unless_overridden(tmp_path: 
     got = subprocess.run([sys.executable, "-m", "coldaisle", "run", "--no-preflight", *job], capture_output=True,
                          text=True, timeout=60, check=False, env=env)
     assert got.returncode == 0 and marker.exists()
+
+
+def test_a_job_whose_plan_does_not_fit_is_refused_with_74(tmp_path: Path) -> None:
+    """The incident's deployment (1T dense fp16, 32 pipeline stages, a 100k-token request) never starts."""
+    marker = tmp_path / "started"
+    job = tmp_path / "job.yaml"
+    job.write_text("model: megatron-1t\ngpu: h100-pcie-80gb\ngpus: 512\npp: 32\ncontext: 100000\ndtype: fp16\n")
+    got = coldaisle_run("--plan", str(job), "--no-preflight", "--", sys.executable, "-c",
+                        f"open({str(marker)!r}, 'w').close()")
+    assert got.returncode == 74 and "does not fit" in got.stderr and not marker.exists()
+    job.write_text(job.read_text().replace("pp: 32", "pp: 128"))
+    got = coldaisle_run("--plan", str(job), "--no-preflight", "--", sys.executable, "-c",
+                        f"open({str(marker)!r}, 'w').close()")
+    assert got.returncode == 0 and marker.exists() and "plan fits" in got.stderr

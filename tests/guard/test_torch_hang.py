@@ -67,6 +67,10 @@ def test_gloo_deadlock_is_declared_with_both_stacks_and_rank_1_named(tmp_path: P
     assert "all_reduce (torch/distributed/distributed_c10d.py" in rank0
     assert "next_batch_after_bad_one" in rank1 and "all_reduce (" not in rank1
     assert "straggler" in (bundle / "summary.md").read_text()
+    # the Flight Recorder, dumped on request while stuck: rank 1 never entered the collective rank 0 waits in
+    assert sorted(p.name for p in (bundle / "flight_recorder").iterdir()) == ["rank-0.json", "rank-1.json"]
+    assert ev["flight_recorder_behind"] == ["1"]
+    assert ev["flight_recorder"]["0"]["last_seq"] == ev["flight_recorder"]["1"]["last_seq"] + 1
     assert job_processes_left() == []
 
 

@@ -38,6 +38,7 @@ import math
 import mmap
 import os
 import struct
+import sys
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -178,6 +179,10 @@ def _resolve() -> Any:
         warnings.warn(f"coldaisle heartbeat disabled: cannot create {path}: {exc}", RuntimeWarning, stacklevel=3)
         return None
     _q, _d = memoryview(_mm).cast("q"), memoryview(_mm).cast("d")
+    if "torch.distributed" in sys.modules and os.environ.get("COLDAISLE_FLIGHT_DIR"):
+        from coldaisle.guard.flight import start_dumper  # stdlib only: the writer stays free of numpy
+
+        start_dumper()
     return _q
 
 

@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from coldaisle.actions.safety import ProcessInfo
 from coldaisle.errors import ColdaisleError
+from coldaisle.guard import flight
 from coldaisle.guard.bundle import Incident, write_bundle
 from coldaisle.guard.gpuwatch import GpuWatch
 from coldaisle.guard.heartbeat import ENV_VAR, HeartbeatReader, HeartbeatSnapshot
@@ -82,6 +83,7 @@ class Supervisor:
         self._io_since: float | None = None
         self._next_look = 0.0
         self._stacks: dict[int, str] = {}
+        self._flight: Path | None = None  # the run's Flight Recorder directory, set by child_env
         self.drain = drain  # called with a reason when a process survives SIGKILL (D state): drain the node
         self.gpu, self._gpu_failed = gpu, False
 
@@ -104,6 +106,8 @@ class Supervisor:
         for name, value in FLIGHT_RECORDER.items():
             env.setdefault(name, value)
         env.setdefault(FLIGHT_RECORDER_FILE, str(work / "flight" / "nccl_trace_rank_"))
+        env[flight.DIR_VAR] = str(work / "flight")  # ranks answer dump requests here (guard/flight.py)
+        self._flight = work / "flight"
         return env
 
     def _start(self, work: Path) -> subprocess.Popen[bytes]:
@@ -190,14 +194,20 @@ class Supervisor:
         Ranks in I/O with nobody stuck elsewhere are a slow checkpoint or NFS, not a hang: the verdict
         waits (up to io_timeout_s) and is given as an I/O stall if it never clears."""
         t0 = self.clock.monotonic()
+        dumps = flight.request_dumps(self._flight) if self._flight else {}
+        traces = flight.behind([t for name, data in dumps.items() if (t := flight.read_trace(name, data)) is not None])
         members = self._members(proc)
         self._stacks = dump_stacks([p.pid for p in members])
         analysis = analyse(self._rank_views(members))
         now = self.clock.monotonic()
-        evidence = {**verdict.evidence, **analysis.evidence(), "analysis_s": round(now - t0, 3)}
+        evidence = {**verdict.evidence, **analysis.evidence(), **traces, "analysis_s": round(now - t0, 3)}
         if not analysis.io_stall:
             self._io_since = None
-            return Verdict(Kind.HANG, f"{verdict.reason}; {analysis.summary()}", evidence)
+            reason = f"{verdict.reason}; {analysis.summary()}"
+            if traces.get("flight_recorder_behind"):
+                reason += f"; Flight Recorder: rank(s) {', '.join(traces['flight_recorder_behind'])} behind on " \
+                          "collectives"
+            return Verdict(Kind.HANG, reason, evidence)
         if self._io_since is None:
             self._io_since = now
             self.say(f"no progress, but not a collective hang: {analysis.summary()}; waiting up to "
@@ -317,7 +327,8 @@ def _not_started(program: str, exc: OSError) -> ColdaisleError:
 def _files(directory: Path) -> dict[str, bytes]:
     """Flight Recorder dumps the job left, to copy into the bundle (they vanish with the work directory)."""
     with suppress(OSError):
-        return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+        return {p.name: p.read_bytes() for p in sorted(directory.iterdir())
+                if p.is_file() and p.name != flight.REQUEST and not p.name.endswith((".ready", ".tmp"))}
     return {}
 
 
