@@ -21,7 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from coldaisle.config import Located, load_model, parse_model
 from coldaisle.errors import ConfigError
@@ -165,6 +166,7 @@ class Matcher:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        self.silent: tuple[int, ...] = ()  # signatures the prefilter leaves out: always confirmed in Python
 
     def candidates(self, line: str) -> list[int]:
         """Indices of signatures that may match (the prefilter); subclasses narrow this."""
@@ -173,7 +175,7 @@ class Matcher:
     def match(self, line: str) -> list[Match]:
         """Every signature matching `line`, in precedence order."""
         out = []
-        for i in self.candidates(line):
+        for i in sorted({*self.candidates(line), *self.silent}):
             sig = self.catalog.signatures[i]
             if (m := sig.regex.search(line)) is not None:
                 out.append(self.catalog.resolve(sig, m))
@@ -182,7 +184,8 @@ class Matcher:
     def first(self, line: str, candidates: Sequence[int] | None = None) -> Match | None:
         """The winning match for `line` (first in precedence order), or None."""
         sigs = self.catalog.signatures
-        for i in sorted(candidates) if candidates is not None else self.candidates(line):
+        found = candidates if candidates is not None else self.candidates(line)
+        for i in sorted({*found, *self.silent}):
             if i < len(sigs) and (m := sigs[i].regex.search(line)) is not None:  # ids past the end are internal
                 return self.catalog.resolve(sigs[i], m)
         return None
@@ -204,7 +207,12 @@ def _signatures(model: CatalogFile, file: str, lines: dict[Any, int]) -> list[Si
 @cache
 def _shipped() -> tuple[tuple[Signature, ...], dict[int, XidSpec]]:
     text = resources.files("coldaisle.triage").joinpath("signatures.yaml").read_text(encoding="utf-8")
-    model, lines = parse_model(text, "coldaisle/triage/signatures.yaml", CatalogFile, with_lines=True)
+    try:  # the fast C loader; the line-mapping loader only runs to explain an error
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        model = CatalogFile.model_validate(yaml.load(text, Loader=loader))  # noqa: S506 - a safe loader
+        lines: dict[Any, int] = {("signatures", i): 0 for i in range(len(model.signatures))}
+    except (ValidationError, yaml.YAMLError):
+        model, lines = parse_model(text, "coldaisle/triage/signatures.yaml", CatalogFile, with_lines=True)
     return tuple(_signatures(model, "signatures.yaml", lines)), dict(model.xids)
 
 

@@ -50,8 +50,7 @@ def triage_command(
     max_events: Annotated[int, typer.Option(help="Events kept in full; more are counted only.")] = MAX_EVENTS,
 ) -> None:
     """Read a cluster's logs, put them on one clock, group repeats, and rank where the failure started."""
-    from coldaisle.report import render_terminal, write_html
-    from coldaisle.triage import report_doc, report_json
+    from coldaisle.triage import report_json
 
     out, err = Console(), Console(stderr=True)
     result = _run(paths, err, signatures=signatures or [], host=host, align_clocks=align_clocks,
@@ -59,6 +58,12 @@ def triage_command(
     if result.reading.stats.files == 0:
         raise TriageError(f"no log files under {', '.join(map(str, paths))}",
                           hint="; ".join(result.reading.stats.unreadable) or "pass files or directories of logs")
+    if json_out and markdown is None and html is None:  # the drafts (and matplotlib) only when asked for
+        sys.stdout.write(json.dumps(report_json.document(result), indent=1, default=str) + "\n")
+        return
+    from coldaisle.report import render_terminal, write_html
+    from coldaisle.triage import report_doc
+
     report = report_doc.build(result, time.time())
     for target in (markdown, html):
         if target is not None:

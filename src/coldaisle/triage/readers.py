@@ -6,9 +6,12 @@ every byte before the cut and is counted as truncated; an unreadable file is cou
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import re
 import stat
+import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,7 +20,8 @@ from typing import IO, Any
 
 from coldaisle.triage.interface import ReadStats
 
-CHUNK = 1 << 20
+CHUNK = 4 << 20
+PREFETCH = 3  # blocks read ahead: bounds memory at a few CHUNKs per file
 _GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
 _SUFFIXES = re.compile(r"(\.(gz|zst|zstd|log|txt|err|out|json|jsonl|csv|\d+))+$")
 _HOSTLIKE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*\d[A-Za-z0-9_.-]*$")
@@ -97,12 +101,39 @@ def chunks(stream: IO[bytes], path: str, stats: ReadStats, on_bytes: Any = None)
 
 
 def _raw(stream: IO[bytes], head: bytes, on_bytes: Any) -> Iterator[bytes]:
+    """The stream's blocks, read ahead on a thread (reads release the GIL while the scanner works)."""
     if head:
         yield head
-    while block := stream.read(CHUNK):
-        if on_bytes:
-            on_bytes(len(block))
-        yield block
+    if len(head) < CHUNK:  # a small file is already read whole: no thread for it (directories of 10,000)
+        while block := stream.read(CHUNK):
+            yield block
+        return
+    ahead: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=PREFETCH)
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set() and (block := stream.read(CHUNK)):
+                ahead.put(block)
+            ahead.put(b"")
+        except BaseException as exc:  # handed to the consumer, which raises it where a read would have
+            ahead.put(exc)
+
+    thread = threading.Thread(target=reader, name="coldaisle-triage-read", daemon=True)
+    thread.start()
+    try:
+        while (block := ahead.get()) != b"":
+            if isinstance(block, BaseException):
+                raise block
+            if on_bytes:
+                on_bytes(len(block))
+            yield block
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a reader waiting on a full queue, then let it finish
+            with contextlib.suppress(queue.Empty):
+                ahead.get_nowait()
+            thread.join(0.01)
 
 
 def _inflate(raw: Iterator[bytes], new: Any, path: str, stats: ReadStats) -> Iterator[bytes]:
