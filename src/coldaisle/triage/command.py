@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -59,7 +58,7 @@ def triage_command(
         raise TriageError(f"no log files under {', '.join(map(str, paths))}",
                           hint="; ".join(result.reading.stats.unreadable) or "pass files or directories of logs")
     if json_out and markdown is None and html is None:  # the drafts (and matplotlib) only when asked for
-        sys.stdout.write(json.dumps(report_json.document(result), indent=1, default=str) + "\n")
+        report_json.write(result, sys.stdout)
         return
     from coldaisle.report import render_terminal, write_html
     from coldaisle.triage import report_doc
@@ -73,6 +72,6 @@ def triage_command(
     if html is not None:
         write_html(report, html)
     if json_out:
-        sys.stdout.write(json.dumps(report_json.document(result), indent=1, default=str) + "\n")
+        report_json.write(result, sys.stdout)
         return
     render_terminal(report_doc.terminal_view(report), out)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from coldaisle.triage.analyze import Result, sensor_peaks
 from coldaisle.triage.hostlist import compact
@@ -47,8 +48,18 @@ def hypothesis_json(rank: int, h: Hypothesis) -> dict[str, Any]:
             "note": h.note, "score": round(h.score, 2), "evidence": [event(e) for e in h.evidence]}
 
 
-def document(result: Result) -> dict[str, Any]:
-    """The whole `coldaisle.triage/1` document."""
+def write(result: Result, out: IO[str]) -> None:
+    """The document, streamed: events are serialised one at a time, never held as one tree (bounded memory)."""
+    head = document(result, events=False)
+    text = json.dumps(head, indent=1, default=str)
+    out.write(text[:-2] + ',\n "events": [')
+    for i, h in enumerate(result.alarms):
+        out.write(("\n  " if i == 0 else ",\n  ") + json.dumps(event(h), default=str))
+    out.write("\n ]\n}\n")
+
+
+def document(result: Result, *, events: bool = True) -> dict[str, Any]:
+    """The whole `coldaisle.triage/1` document (without the events list when `events` is False)."""
     s, reading = result.reading.stats, result.reading
     counts: dict[str, int] = {}
     for (_, host), n in reading.counts.items():
@@ -67,5 +78,5 @@ def document(result: Result) -> dict[str, Any]:
         "groups": [group_json(g, result) for g in result.groups],
         "hosts": hosts,
         "temperatures": {k: {"max_c": v} for k, v in sorted(peaks.items())},
-        "events": [event(h) for h in result.alarms],
+        **({"events": [event(h) for h in result.alarms]} if events else {}),
     }
