@@ -270,6 +270,8 @@ def run(
                                                       "holds.")] = None,
     sim_start: Annotated[str | None, typer.Option(help='With --backend sim: scenario time to start at, '
                                                        'e.g. "03:03".')] = None,
+    policy: Annotated[str, typer.Option(help="Policy whose thermal and memory rules may stop the job (needs a "
+                                             "backend): default, a file, or none.")] = "default",
 ) -> None:
     """Run a job under supervision: `coldaisle run [OPTIONS] -- CMD ARGS...` (exit codes: docs/run.md)."""
     import time
@@ -296,7 +298,7 @@ def run(
 
     say = lambda msg: err.print(f"coldaisle run: {escape(msg)}", highlight=False, soft_wrap=True)  # noqa: E731
     gpu = gpu_watch(backend, hang_timeout_s=hang_timeout, lead_s=grace + 1.0, env=dict(os.environ),
-                    scenario=scenario, node=sim_node, start=sim_start, say=say)
+                    scenario=scenario, node=sim_node, start=sim_start, say=say, policy=policy)
     sup = Supervisor(list(ctx.args), hang_timeout_s=hang_timeout, grace_s=grace,
                      bundle_dir=bundle or default_bundle_dir(time.time()), memory_limit_bytes=limit,
                      io_timeout_s=io_timeout, drain=drain_hook(drain), gpu=gpu, clock=RealClock(), say=say)

@@ -87,3 +87,32 @@ def test_coldaisle_run_on_the_twin_stops_a_job_whose_gpus_spin(tmp_path: Path) -
                          capture_output=True, text=True, timeout=120, check=False)
     assert got.returncode == 70, got.stderr
     assert "collective spin on every GPU of the job" in (tmp_path / "b" / "summary.md").read_text()
+
+
+def test_the_policy_stops_a_job_whose_gpu_keeps_heating_as_thermal() -> None:
+    """single-node-fan-failure: gpu3's fan dies at 10:20. The agent would cap it; here nobody does, so the
+    default policy's thermal rule reaches its SIGTERM rung (90 s after firing): a thermal verdict (exit 72)."""
+    from coldaisle.guard.policywatch import PolicyWatch
+    from coldaisle.policy.loader import load_policy
+
+    plan = load_plan("single-node-fan-failure")
+    twin = Twin(plan)
+    t0 = parse_until("10:19", plan)
+    assert t0 is not None
+    twin.run_until(t0)
+    backend = SimBackend(twin, node="gpu-node-01")
+    said: list[str] = []
+    policy = PolicyWatch(load_policy("default"), interval_s=1.0, wall=twin.clock.time, say=said.append)
+    w = GpuWatch(backend, hang_timeout_s=600, lead_s=6, env={}, policy=policy)
+    pids = {int(p) for p in backend.sample().processes.pid}
+    for k in range(1800):
+        twin.clock.advance_to(t0 + k)
+        v = w.check(t0 + k, pids)
+        if v is not None:
+            break
+    assert v is not None and v.kind == Kind.THERMAL, v
+    assert v.evidence["rule"] == "thermal-approaching-slowdown" and "gpu3" in v.evidence["target"]
+    assert any("thermal-approaching-slowdown fired (notify" in s for s in said)
+    temp = backend.sample().temperature_c[3]
+    assert temp < backend.devices()[3].shutdown_temperature_c  # stopped before the card shuts itself down
+    assert "collective-hang" not in policy.kinds  # hang rules stay with run's own --hang-timeout watches

@@ -12,11 +12,13 @@ CUDA_VISIBLE_DEVICES (indices or UUIDs), else every GPU of the node.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from coldaisle.guard.policywatch import PolicyWatch
 from coldaisle.guard.watch import Kind, MemoryWatch, Verdict
 from coldaisle.telemetry.backend import Backend
 from coldaisle.telemetry.frame import Frame
@@ -81,20 +83,23 @@ class GpuWatch:
     """Samples the Backend for the supervisor: spin signature and device-memory runaway over the job's GPUs."""
 
     def __init__(self, backend: Backend, *, hang_timeout_s: float, lead_s: float, env: Mapping[str, str],
-                 before_sample: Callable[[], None] | None = None) -> None:
+                 before_sample: Callable[[], None] | None = None, policy: PolicyWatch | None = None) -> None:
         self.backend, self.env, self.lead_s = backend, env, lead_s
         self.spin = SpinWatch(hang_timeout_s)
         self.before_sample = before_sample  # the simulator: move the twin to "now"
         self.memory: dict[int, MemoryWatch] = {}
+        self.policy = policy  # the agent's rules for this job (thermal, memory), when given
         self.last: Frame | None = None
 
-    def check(self, t: float, pids: set[int]) -> Verdict | None:
-        """One sample; a hang or runaway-memory verdict, or None."""
+    def check(self, t: float, pids: set[int], progress_age_s: float = math.nan) -> Verdict | None:
+        """One sample; a hang, runaway-memory or policy (thermal ...) verdict, or None."""
         if self.before_sample is not None:
             self.before_sample()
         frame = self.last = self.backend.sample()
         devices = job_devices(frame, pids, self.env)
         verdict = self.spin.add(t, frame, devices)
+        if verdict is None and self.policy is not None:
+            verdict = self.policy.check(frame, devices, pids, progress_age_s)
         for i in devices.tolist():
             if verdict is not None:
                 break

@@ -9,6 +9,7 @@ grace) and writes a bundle. Whatever way the job ends, no process of it is left 
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -181,7 +182,8 @@ class Supervisor:
         """The Backend's view; a failing read is reported once and the other watches go on."""
         assert self.gpu is not None
         try:
-            return self.gpu.check(now, {p.pid for p in members})
+            ages = [r.age_s for r in self._snapshot.ranks] if self._snapshot else []
+            return self.gpu.check(now, {p.pid for p in members}, min(ages) if ages else math.nan)
         except Exception as exc:
             if not self._gpu_failed:
                 self.say(f"GPU telemetry failed ({type(exc).__name__}: {exc}); heartbeat and memory watches go on")

@@ -8,18 +8,21 @@ from collections.abc import Callable, Mapping
 
 from coldaisle.errors import BackendUnavailable, ColdaisleError
 from coldaisle.guard.gpuwatch import GpuWatch
+from coldaisle.guard.policywatch import PolicyWatch
 
 
 def gpu_watch(kind: str, *, hang_timeout_s: float, lead_s: float, env: Mapping[str, str],
               scenario: str = "prometheus-unbound", node: str | None = None, start: str | None = None,
-              say: Callable[[str], None] = print) -> GpuWatch | None:
-    """`auto` (NVML when the driver is there, else none), `nvml`, `sim` or `none`."""
+              say: Callable[[str], None] = print, policy: str | None = "default",
+              interval_s: float = 0.5) -> GpuWatch | None:
+    """`auto` (NVML when the driver is there, else none), `nvml`, `sim` or `none`; with the policy's job rules."""
     if kind not in ("auto", "nvml", "sim", "none"):
         raise ColdaisleError(f"--backend: unknown backend {kind!r}", hint="auto, nvml, sim or none", exit_code=2)
     if kind == "none":
         return None
+    watch = _policy_watch(policy, interval_s, say)  # a bad policy file fails before anything starts
     if kind == "sim":
-        return _sim_watch(scenario, node, start, hang_timeout_s=hang_timeout_s, lead_s=lead_s, env=env)
+        return _sim_watch(scenario, node, start, hang_timeout_s=hang_timeout_s, lead_s=lead_s, env=env, policy=watch)
     try:
         from coldaisle.telemetry.nvml import NvmlBackend
 
@@ -29,7 +32,16 @@ def gpu_watch(kind: str, *, hang_timeout_s: float, lead_s: float, env: Mapping[s
             raise
         say(f"no GPU telemetry ({exc.message.rstrip('.')}): the GPU spin and device-memory watches are off")
         return None
-    return GpuWatch(backend, hang_timeout_s=hang_timeout_s, lead_s=lead_s, env=env)
+    return GpuWatch(backend, hang_timeout_s=hang_timeout_s, lead_s=lead_s, env=env, policy=watch)
+
+
+def _policy_watch(policy: str | None, interval_s: float, say: Callable[[str], None]) -> PolicyWatch | None:
+    """The policy's non-hang rules for this job (`none`: no policy)."""
+    if policy in (None, "none"):
+        return None
+    from coldaisle.policy.loader import load_policy
+
+    return PolicyWatch(load_policy(policy), interval_s=interval_s, wall=time.time, say=say)
 
 
 def _sim_watch(scenario: str, node: str | None, start: str | None, **kw: object) -> GpuWatch:

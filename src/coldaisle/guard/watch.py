@@ -21,7 +21,7 @@ class ExitCode(IntEnum):
     OK = 0
     HANG = 70
     RUNAWAY_MEMORY = 71
-    THERMAL = 72  # reserved: no thermal watch yet
+    THERMAL = 72  # a policy rule with `verdict: thermal` ordered the job stopped
     JOB_FAILED = 73  # the job died of a signal nobody here sent (segfault, the kernel's OOM killer)
     DOES_NOT_FIT = 74  # refused before starting: the job's plan does not fit (coldaisle plan)
     IO_STALL = 75  # no progress for --io-timeout while a rank sat in I/O (D state, a checkpoint write)

@@ -63,6 +63,9 @@ class Rule(_Strict):
     actions: list[Rung] = Field(min_length=1, description="the escalation ladder")
     cooldown: Seconds = Field(300.0, description="after clearing, how long before the same subject fires again")
     max_actions_per_hour: int = Field(60, ge=1, description="kills and drains this rule may order per hour")
+    verdict: Literal["hang", "runaway_memory", "thermal"] | None = Field(
+        None, description="what `coldaisle run` calls a job this rule stops, and so its exit code (docs/run.md); "
+                          "hang rules are left to run's own --hang-timeout watches")
     enabled: bool = True
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
