@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,15 +103,9 @@ def read_inputs(paths: Sequence[str | Path], *, catalog: Catalog | None = None, 
     if on_files:
         on_files(sum(f.size for f in reading.inputs))
     keeper = _Keeper(reading, max_events)
-    for order, f in enumerate(reading.inputs):
-        del order
+    for f in reading.inputs:
         read_file(f, matcher, reading, keeper, on_bytes or (lambda n: None))
     keeper.finish()
     for i, hit in enumerate(reading.hits):
         hit.order = i
     return reading
-
-
-def count_by_class(hits: Iterable[Hit]) -> Counter[str]:
-    """How many hits of each class."""
-    return Counter(h.cls for h in hits)
