@@ -272,6 +272,8 @@ def run(
                                                        'e.g. "03:03".')] = None,
     policy: Annotated[str, typer.Option(help="Policy whose thermal and memory rules may stop the job (needs a "
                                              "backend): default, a file, or none.")] = "default",
+    stack_watch: Annotated[str, typer.Option(help="Hang from stacks alone: auto (while no rank reports progress "
+                                                  "and no GPU is watched), on, off.")] = "auto",
 ) -> None:
     """Run a job under supervision: `coldaisle run [OPTIONS] -- CMD ARGS...` (exit codes: docs/run.md)."""
     import time
@@ -288,6 +290,9 @@ def run(
     from coldaisle.guard.escalate import drain_hook
     from coldaisle.guard.supervisor import check_executable
 
+    if stack_watch not in ("auto", "on", "off"):
+        raise ColdaisleError(f"--stack-watch: unknown mode {stack_watch!r}", hint="auto, on or off", exit_code=2)
+
     if ctx.args:  # a missing program is one error line, before any gate speaks
         check_executable(ctx.args[0], os.environ.get("PATH", os.defpath))
     if plan_file is not None:
@@ -301,7 +306,8 @@ def run(
                     scenario=scenario, node=sim_node, start=sim_start, say=say, policy=policy)
     sup = Supervisor(list(ctx.args), hang_timeout_s=hang_timeout, grace_s=grace,
                      bundle_dir=bundle or default_bundle_dir(time.time()), memory_limit_bytes=limit,
-                     io_timeout_s=io_timeout, drain=drain_hook(drain), gpu=gpu, clock=RealClock(), say=say)
+                     io_timeout_s=io_timeout, drain=drain_hook(drain), gpu=gpu, stack_watch=stack_watch,
+                     clock=RealClock(), say=say)
     sys.exit(sup.run().exit_code)  # not typer.Exit: click returns its code from app() and main() drops it
 
 

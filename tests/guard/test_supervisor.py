@@ -140,7 +140,8 @@ def test_daemonised_child_is_found_and_killed(tmp_path: Path) -> None:
     assert survivors(sup.run_id) == []
 
 
-def test_sigterm_to_the_supervisor_reaches_every_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_signal_to_the_supervisor_reaches_every_process(tmp_path: Path, sig: signal.Signals) -> None:
     job = """
         import os, time, subprocess, sys
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -163,8 +164,8 @@ def test_sigterm_to_the_supervisor_reaches_every_process(tmp_path: Path) -> None
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(0.3)
     assert len(survivors(run_id)) == 2
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 128 + signal.SIGTERM
+    proc.send_signal(sig)
+    assert proc.wait(10) == 128 + sig
     assert survivors(run_id) == []
 
 

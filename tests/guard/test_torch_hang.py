@@ -23,10 +23,11 @@ JOB = Path(__file__).parent / "jobs" / "gloo_allreduce.py"
 pytestmark = pytest.mark.slow
 
 
-def coldaisle_run(tmp_path: Path, *job_args: str, hang_timeout: int = 20) -> tuple[subprocess.CompletedProcess[str],
-                                                                                       float]:
+def coldaisle_run(tmp_path: Path, *job_args: str, hang_timeout: int = 20, backend: str = "auto"
+                  ) -> tuple[subprocess.CompletedProcess[str], float]:
     """`coldaisle run --hang-timeout N -- torchrun --standalone --nproc-per-node 2 JOB ARGS` as a user types it."""
     cmd = [sys.executable, "-m", "coldaisle", "run", "--hang-timeout", str(hang_timeout), "--grace", "5",
+           "--backend", backend,
            "--bundle", str(tmp_path / "bundle"), "--",
            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(JOB),
            *job_args]
@@ -81,3 +82,19 @@ def test_the_same_job_without_the_fault_completes_without_an_alarm(tmp_path: Pat
     assert not (tmp_path / "bundle").exists()
     assert "hang" not in done.stderr
     assert job_processes_left() == []
+
+
+def test_without_heartbeats_or_gpus_the_stacks_alone_catch_the_deadlock(tmp_path: Path) -> None:
+    done, _ = coldaisle_run(tmp_path, "--steps", "100000", "--skip-at", "5", "--no-progress", hang_timeout=8,
+                            backend="none")
+    assert done.returncode == ExitCode.HANG, done.stderr[-3000:]
+    ev = json.loads((tmp_path / "bundle" / "verdict.json").read_text())["evidence"]
+    assert ev["signal"] == "stacks" and ev["unchanged_s"] >= 8 and ev["dumps"] >= 3
+    assert ev["waiting_ranks"] == [0] and ev["straggler_ranks"] == [1]
+    assert job_processes_left() == []
+
+
+def test_a_healthy_job_without_heartbeats_is_not_taken_for_a_hang(tmp_path: Path) -> None:
+    done, _ = coldaisle_run(tmp_path, "--steps", "160", "--no-progress", hang_timeout=3, backend="none")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (tmp_path / "bundle").exists()

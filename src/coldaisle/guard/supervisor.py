@@ -35,6 +35,7 @@ from coldaisle.guard.ranks import RankView, analyse, rank_leads, stuck_in_io
 from coldaisle.guard.reap import ReapResult, reap
 from coldaisle.guard.stacks import dump_stacks
 from coldaisle.guard.stackscan import parse_dump
+from coldaisle.guard.stackwatch import StackWatch
 from coldaisle.guard.watch import ExitCode, HangWatch, Kind, MemoryWatch, Verdict
 from coldaisle.telemetry.clock import Clock
 
@@ -62,7 +63,8 @@ class Supervisor:
                  memory_limit_bytes: float | None = None, clock: Clock, env: Mapping[str, str] | None = None,
                  interval_s: float = 0.5, stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
                  say: Callable[[str], None] | None = None, io_timeout_s: float | None = None,
-                 drain: Callable[[str], str] | None = None, gpu: GpuWatch | None = None) -> None:
+                 drain: Callable[[str], str] | None = None, gpu: GpuWatch | None = None,
+                 stack_watch: str = "auto") -> None:
         if not cmd:
             raise ColdaisleError("no command to run", hint="put the job after `--`: coldaisle run -- python train.py",
                                  exit_code=2)
@@ -87,6 +89,8 @@ class Supervisor:
         self._flight: Path | None = None  # the run's Flight Recorder directory, set by child_env
         self.drain = drain  # called with a reason when a process survives SIGKILL (D state): drain the node
         self.gpu, self._gpu_failed = gpu, False
+        # stacks alone: "on", "off", or "auto" (only while no rank reports progress and no GPU is watched)
+        self.stack_mode, self.stacks = stack_watch, StackWatch(hang_timeout_s)
 
     def run(self) -> RunResult:
         """Start, watch and finish the job; raises ColdaisleError only when it cannot be started."""
@@ -168,6 +172,10 @@ class Supervisor:
         members = self._members(proc) if (self.memory or self.gpu) else []
         if verdict is None and self.gpu is not None:
             verdict = self._gpu_check(now, members)
+        if verdict is None and self._stack_watch_on() and self.stacks.due(now):
+            members = members or self._members(proc)
+            self._stacks = dump_stacks([p.pid for p in members])
+            verdict = self.stacks.add(now, self._rank_views(members))
         if verdict is None or verdict.kind != Kind.HANG:
             self._io_since = None if verdict is None else self._io_since
         elif now < self._next_look:
@@ -177,6 +185,11 @@ class Supervisor:
         if verdict is None and self.memory is not None:
             verdict = self.memory.add(now, total_rss_bytes(members))
         return verdict
+
+    def _stack_watch_on(self) -> bool:
+        if self.stack_mode == "auto":
+            return self.gpu is None and not (self._snapshot and self._snapshot.ranks)
+        return self.stack_mode == "on"
 
     def _gpu_check(self, now: float, members: list[ProcessInfo]) -> Verdict | None:
         """The Backend's view; a failing read is reported once and the other watches go on."""

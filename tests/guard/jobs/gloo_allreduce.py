@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--skip-at", type=int, default=-1)
     ap.add_argument("--step-s", type=float, default=0.05)
+    ap.add_argument("--no-progress", action="store_true", help="never call coldaisle.progress()")
     args = ap.parse_args()
     dist.init_process_group("gloo")
     rank = dist.get_rank()
@@ -43,7 +44,8 @@ def main() -> None:
         else:
             dist.all_reduce(grad)
         weights -= 0.001 * grad
-        coldaisle.progress(step=step)
+        if not args.no_progress:
+            coldaisle.progress(step=step)
     dist.barrier()
     print(f"rank {rank} done: {float(weights.sum()):.3f} pid {os.getpid()}", flush=True)
     dist.destroy_process_group()
