@@ -28,7 +28,8 @@ from coldaisle.telemetry.events import Event, Severity
 
 T = datetime(2024, 5, 21, 3, 4, 0, 412105, tzinfo=UTC).timestamp()
 BOOT = T - 259200.412105
-DMESG = r"^\[\s*\d+\.\d{6}\] "
+# rsyslog's traditional kern.log line: "May 21 03:04:00 node-gpu-44 kernel: " then printk's uptime stamp
+DMESG = r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d [\w.-]+ kernel: \[\s*\d+\.\d{6}\] "
 NCCL = r"^node-gpu-44:12849:12950 \[0\] "
 
 # class -> (source, fields, regexes a log parser would use; each must match some rendered line)
@@ -55,9 +56,11 @@ EXAMPLES: dict[EventClass, tuple[str, dict[str, Any], list[str]]] = {
                r"datatype \d+ op \d+ root \d+ comm 0x[0-9a-f]+ \[nranks=\d+\] stream 0x[0-9a-f]+$"]),
     EventClass.NCCL_WATCHDOG_TIMEOUT: ("torch", {"rank": 3, "pid": 12849, "op": "ALLREDUCE", "seq": 4001,
                                                  "timeout_ms": 600000, "ran_ms": 600012, "job": 4242}, [
-        r"^\[rank3\]:\[E ProcessGroupNCCL\.cpp:\d+\] \[Rank 3\] Watchdog caught collective operation timeout: "
-        r"WorkNCCL\(SeqNum=4001, OpType=ALLREDUCE, NumelIn=\d+, NumelOut=\d+, Timeout\(ms\)=600000\) "
-        r"ran for 600012 milliseconds before timing out\.$"]),
+        r"^\[rank3\]:\[E\d{3,4} \d\d:\d\d:\d\d\.\d{9} ProcessGroupNCCL\.cpp:\d+\] \[Rank 3\] Watchdog caught "
+        r"collective operation timeout: WorkNCCL\(SeqNum=4001, OpType=ALLREDUCE, NumelIn=\d+, NumelOut=\d+, "
+        r"Timeout\(ms\)=600000\) ran for 600012 milliseconds before timing out\.$",
+        r"\[PG ID 0 PG GUID 0\(default_pg\) Rank 3\] Exception \(either an error or timeout\) detected by watchdog "
+        r"at work: 4001, last enqueued NCCL work: 4001, last completed NCCL work: 4000\.$"]),
     EventClass.NCCL_BOOTSTRAP_TIMEOUT: ("nccl", {"pid": 12849, "tid": 12950, "gpu": 0, "peer": "node-gpu-45",
                                                  "port": 54321, "job": 4242}, [
         NCCL + r"[\w/]+\.cc:\d+ NCCL WARN socketStartConnect: Connect to 10\.0\.0\.45<54321> failed : "
@@ -146,7 +149,7 @@ def test_multi_line_kernel_classes_print_several_lines(cls: EventClass) -> None:
 
 def test_dmesg_uptime_is_time_since_boot_with_six_decimals() -> None:
     (line,) = render(_event(EventClass.GPU_FELL_OFF_BUS, pci="0000:b1:00.0", gpu=2), boot_time=BOOT)
-    assert line.raw.startswith("[259200.412105] NVRM: GPU")
+    assert line.raw.startswith("May 21 03:04:00 node-gpu-44 kernel: [259200.412105] NVRM: GPU")
     assert dmesg_prefix(5.0000014) == "[    5.000001] "
     assert dmesg_prefix(12.5) == "[   12.500000] "
     assert dmesg_prefix(-3.0) == "[    0.000000] "
@@ -248,7 +251,8 @@ def test_writer_places_files_and_appends_across_writes(tmp_path: Path) -> None:
     writer.write([_event(EventClass.GPU_FELL_OFF_BUS, pci="0000:b1:00.0", gpu=2)])
     writer.close()
     kern = (tmp_path / "node-gpu-44" / "kern.log").read_text().splitlines()
-    assert kern == ["[259200.412105] NVRM: GPU 0000:b1:00.0: GPU has fallen off the bus."] * 2
+    assert kern == ["May 21 03:04:00 node-gpu-44 kernel: [259200.412105] NVRM: GPU 0000:b1:00.0: GPU has fallen "
+                    "off the bus."] * 2
     assert len((tmp_path / "slurmctld.log").read_text().splitlines()) == 2
     assert (tmp_path / "node-gpu-44" / "sel.log").read_text().count("Fan FAN3") == 1
     assert "COOLING" in (tmp_path / "facility.log").read_text()

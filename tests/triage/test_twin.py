@@ -34,19 +34,26 @@ def test_memory_chain_on_node_gpu_102_in_order_with_true_spacing(result: Result,
                  ("xid", "kernel_panic")]:
         assert classes.index(a) < classes.index(b)
     assert next(e for e in h.evidence if e.cls == "xid").fields["xid"] == 79
-    # dmesg has no boot reference in these logs: times stay relative, but their spacing is the twin's
+    # kern.log as rsyslog writes it: each line's syslog stamp dates the printk uptime, so the chain is on UTC
     truth = {e.cls: e.time for e in unbound[1] if e.host == "node-gpu-102" and e.source == "kernel"}
     seen = {e.cls: e.uptime for e in h.evidence}
-    assert all(e.clock == Clock.UPTIME for e in h.evidence)
+    assert all(e.clock != Clock.UPTIME for e in h.evidence)
     for cls in ("oom_kill", "hung_task", "xid", "kernel_panic"):
         assert seen[cls] - seen["page_alloc_failure"] == pytest.approx(truth[cls] - truth["host_swap"], abs=1e-3)
+    utc = {e.cls: e.time for e in h.evidence}
+    for cls in ("oom_kill", "hung_task", "xid", "kernel_panic"):
+        assert utc[cls] == pytest.approx(truth[cls], abs=1.0)
 
 
 def test_node_gpu_88_named_origin_of_the_collective_failure(result: Result) -> None:
     h = _hyp(result, "collective")
-    assert h.origin == "node-gpu-88"
+    assert h.origin == "node-gpu-88" and h.confidence == "high"
+    assert "lowest collective count" in h.title and "hardware fault" in h.title
     assert h.evidence[0].cls == "pcie_aer" and h.evidence[0].fields["pci"] == "0000:b1:00.0"
+    assert any(e.cls == "nccl_op_trace" and e.host == "node-gpu-88" for e in h.evidence)
     assert h.blast_radius >= 128
+    # the 03:04 stall of the 512-GPU job came first and reached every node: it leads the ranking
+    assert result.hypotheses[0] is h
 
 
 def test_bootstrap_44_to_45_with_peer_resolved_from_nccl_init(result: Result) -> None:

@@ -3,8 +3,10 @@
 Triage reads the twin's logs with the parsers it uses on a real cluster, so every format below follows the
 source that prints it (format strings checked against the code or documentation named; payloads are ours):
 
-- kernel (`<host>/kern.log`, raw dmesg): printk's `[%5lu.%06lu] ` uptime prefix (uptime = time - boot time;
-  note printk pads to 5 digits, so 259200 s prints `[259200.412105]`; the report's extra space is not printk).
+- kernel (`<host>/kern.log`, as rsyslog writes /var/log/kern.log with Ubuntu's default
+  RSYSLOG_TraditionalFileFormat: `%b %e %H:%M:%S <host> kernel: ` then the message, which keeps printk's
+  `[%5lu.%06lu] ` uptime prefix (uptime = time - boot time; printk pads to 5 digits, so 259200 s prints
+  `[259200.412105]`). The syslog stamp is local time: UTC on these nodes.
   - xid: `NVRM: Xid (PCI:%04x:%02x:%02x): %d, pid=%s, name=%s, %s` (unknown process: `pid='<unknown>',
     name=<unknown>`), NVIDIA/open-gpu-kernel-modules src/nvidia/src/kernel/gpu/rc/kernel_rc.c; message texts
     from driver logs quoted in NVIDIA/open-gpu-kernel-modules#1151, leptonai/gpud#46 and #1174; codes per the
@@ -31,8 +33,10 @@ source that prints it (format strings checked against the code or documentation 
   NCCL_DEBUG_SUBSYS=COLL): NCCL prints nothing when a collective hangs, the last op is the evidence;
   bootstrap timeout is misc/socket.cc `socketStartConnect: Connect to %s failed : %s` (NVIDIA/nccl-tests#166;
   NCCL prints the peer as IP<port>, see host_ip).
-- torch (`<host>/job-<id>.err`): torch 2.3 `[rank3]:[E ProcessGroupNCCL.cpp:563] [Rank 3] Watchdog caught
-  collective operation timeout: WorkNCCL(...)` (hiyouga/LlamaFactory#7396, pytorch/pytorch#118369); CUDA OOM
+- torch (`<host>/job-<id>.err`): torch 2.4+ c10 logging `[rank1]:[E626 06:24:44.903881913
+  ProcessGroupNCCL.cpp:616] [Rank 1] Watchdog caught collective operation timeout: WorkNCCL(...)` and the
+  watchdog's `Exception (either an error or timeout) detected by watchdog at work: N, last enqueued NCCL
+  work: M, last completed NCCL work: K.` (XPixelGroup/BasicSR#737, hiyouga/LlamaFactory#6269); CUDA OOM
   text of c10/cuda/CUDACachingAllocator.cpp as in pytorch/pytorch#16417 (torch 2.3 raises
   torch.cuda.OutOfMemoryError; 2.5+ names it torch.OutOfMemoryError), `[rankN]: ` prefix of torchrun.
 - slurm (cluster `slurmctld.log`): `[%Y-%m-%dT%H:%M:%S.%3N] `, `sched: Allocate JobId=%u NodeList=%s #CPUs=%u
@@ -189,6 +193,8 @@ _DERIVED: dict[str, Callable[[_Ctx], Any]] = {
     "job_end": lambda c: _JOB_END.get(str(c.get("state")), _JOB_FAILED).format_map(c),
     "sel_id": lambda c: int(c.event.time) % 0xFFF0 + 1, "date": lambda c: f"{c.event.utc:%m/%d/%Y}",
     "clock": lambda c: f"{c.event.utc:%H:%M:%S}",
+    "glog": lambda c: f"{c.event.utc.month}{c.event.utc:%d %H:%M:%S}.{c.event.utc.microsecond * 1000:09d}",
+    "seq_before": lambda c: int(c["seq"]) - 1,
     "syslog": lambda c: f"<{128 + _SYSLOG_SEV[c.event.severity]}>1 {c.event.utc:%Y-%m-%dT%H:%M:%S}."
     f"{c.event.utc.microsecond // 1000:03d}Z {c['host']} bms -",
     "sd": lambda c: _sd(c.event.fields),
@@ -246,10 +252,13 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
                          "[nranks={nranks}] stream 0x55d0c1a2b3c0",),
     C.NCCL_BOOTSTRAP_TIMEOUT: ("{nccl} misc/socket.cc:484 NCCL WARN socketStartConnect: Connect to "
                                "{peer_ip}<{port}> failed : Connection timed out",),
-    C.NCCL_WATCHDOG_TIMEOUT: ("[rank{rank}]:[E ProcessGroupNCCL.cpp:563] [Rank {rank}] Watchdog caught "
+    C.NCCL_WATCHDOG_TIMEOUT: ("[rank{rank}]:[E{glog} ProcessGroupNCCL.cpp:616] [Rank {rank}] Watchdog caught "
                               "collective operation timeout: WorkNCCL(SeqNum={seq}, OpType={op_type}, "
                               "NumelIn={numel}, NumelOut={numel}, Timeout(ms)={timeout_ms}) ran for {ran_ms} "
-                              "milliseconds before timing out.",),
+                              "milliseconds before timing out.",
+                              "[rank{rank}]:[E{glog} ProcessGroupNCCL.cpp:1785] [PG ID 0 PG GUID 0(default_pg) "
+                              "Rank {rank}] Exception (either an error or timeout) detected by watchdog at work: "
+                              "{seq}, last enqueued NCCL work: {seq}, last completed NCCL work: {seq_before}."),
     C.CUDA_OOM: ("{rank_prefix}torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate {tried}. "
                  "GPU {gpu} has a total capacity of {total} of which {free} is free. Including non-PyTorch "
                  "memory, this process has {in_use} memory in use. Of the allocated memory {allocated} is "
@@ -290,7 +299,7 @@ def _bodies(e: Event) -> list[str]:
 def _prefix(e: Event, boot_time: float) -> str:
     """The per-line timestamp the file's writer adds: dmesg uptime for the kernel, slurmctld's ISO stamp."""
     if e.source == "kernel":
-        return dmesg_prefix(e.time - boot_time)
+        return f"{e.utc:%b} {e.utc.day:>2} {e.utc:%H:%M:%S} {e.host} kernel: {dmesg_prefix(e.time - boot_time)}"
     if e.source == "slurm":
         return f"[{e.utc:%Y-%m-%dT%H:%M:%S}.{e.utc.microsecond // 1000:03d}] "
     return ""

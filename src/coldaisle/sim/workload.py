@@ -10,7 +10,7 @@ already blocked in a deadlocked collective keep spinning.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -117,6 +117,7 @@ class Workload:
         self.twin.state.work[g] = Work.STALLED
         self.twin.truth(t, self._host(g), "collective_deadlock", gpu=int(self.twin.plan.layout.gpu_local[g]),
                         job=jp.spec.name, op=op, ranks=len(gr.gpus))
+        self._last_ops(gr, jp, g, t, op)
         stage = jp.stage[np.searchsorted(jp.gpus, gr.gpus)]
         mine = jp.stage[np.searchsorted(jp.gpus, g)]
         hops = np.abs(stage - mine)
@@ -126,6 +127,16 @@ class Workload:
         if jp.spec.nccl_timeout is not None:
             self.twin.at(t + jp.spec.nccl_timeout, self._watchdog, gi, op)
         return True
+
+    def _last_ops(self, gr: Group, jp: Any, stalled: int, t: float, op: str) -> None:
+        """Each rank's last NCCL enqueue trace (NCCL_DEBUG_SUBSYS=COLL): the peers entered op N, the stalled
+        rank never did, so its last opCount is N-1; that difference is the evidence a log reader has."""
+        n = int(gr.progress) + 1
+        for g in gr.gpus[self.pid[gr.gpus] != 0]:
+            self.twin.emit(t, self._host(int(g)), "nccl", E.COLLECTIVE_STALL, Severity.INFO, pid=int(self.pid[g]),
+                           tid=int(self.pid[g]) + 101, rank=int(np.searchsorted(jp.gpus, g)),
+                           gpu=int(self.twin.plan.layout.gpu_local[g]), job=jp.spec.name, op=op,
+                           seq=n - 1 if g == stalled else n, nranks=len(gr.gpus))
 
     def _spin(self, t: float, peers: np.ndarray, gi: int) -> None:
         s = self.twin.state

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from coldaisle.telemetry.events import Severity
 from coldaisle.triage.interface import Hit
@@ -111,6 +112,9 @@ def collective_failures(hits: Sequence[Hit], by_host: dict[str, list[Hit]], expl
         return [_with_errors(coll, members, faults, hits)]
     symptoms = [h for h in hits if h.cls in SYMPTOMS and h.severity >= Severity.WARNING]
     suspects = {h: f for h, f in faults.items() if not members or h in members}
+    lagging = _laggard_group(hits)
+    if lagging is not None:  # the ranks' last enqueue traces say who never entered the collective
+        return [_laggard_hypothesis(*lagging, suspects, symptoms)]
     if not suspects or not symptoms:
         return []
     host = min(suspects, key=lambda h: sort_key(suspects[h][0]))
@@ -154,6 +158,24 @@ def _with_errors(coll: list[Hit], members: set[str], faults: dict[str, list[Hit]
                       affected, score=30 + len(reporters) ** 0.5)
 
 
+def _laggard_hypothesis(host: str, traces: list[Hit], suspects: dict[str, list[Hit]],
+                        symptoms: list[Hit]) -> Hypothesis:
+    """No error was logged, but every rank's last opCount was: the one behind is where the others wait."""
+    behind = [h for h in traces if h.host == host]
+    low = min(int(str(h.fields.get("op_count", "0")), 16) for h in behind)
+    top = max(int(str(h.fields.get("op_count", "0")), 16) for h in traces)
+    mine = [h for h in behind if int(str(h.fields.get("op_count", "0")), 16) == low]
+    ev = [*suspects.get(host, [])[:3], *mine[:2], *_ordered(symptoms)[:EVIDENCE - 5]]
+    why = ["lowest collective count"] + (["hardware fault"] if host in suspects else [])
+    return Hypothesis("collective", f"collective stall originating on {host} ({', '.join(why)}): its rank's last "
+                      f"collective is opCount {low:#x} while the others entered {top:#x}", host,
+                      "high" if host in suspects else "medium", _first_time(ev), ev,
+                      sorted({h.host for h in traces} | {h.host for h in symptoms} | {host}),
+                      score=30 + len({h.host for h in traces}) ** 0.5 + (10 if host in suspects else 0),
+                      note="no collective error or timeout was logged (a hang without a timeout logs nothing); "
+                           "the NCCL enqueue traces (NCCL_DEBUG_SUBSYS=COLL) show which rank fell behind")
+
+
 def _silent_rank_hosts(coll: list[Hit], hits: Sequence[Hit]) -> set[str]:
     """Hosts of the ranks missing from a watchdog timeout storm (rank -> host from NCCL init lines)."""
     timed_out = {int(h.fields["rank"]) for h in coll if h.cls == "nccl_watchdog_timeout" and "rank" in h.fields}
@@ -172,14 +194,31 @@ def _silent_rank_hosts(coll: list[Hit], hits: Sequence[Hit]) -> set[str]:
 
 
 def _laggard(hits: Sequence[Hit]) -> str | None:
-    last: dict[str, int] = {}
+    """The host whose ranks' last enqueued collective is behind the rest of the same job's ranks."""
+    group = _laggard_group(hits)
+    return group[0] if group else None
+
+
+def _laggard_group(hits: Sequence[Hit]) -> tuple[str, list[Hit]] | None:
+    """(laggard host, the traces of its job) for the job spanning the most hosts whose ranks disagree.
+
+    Traces are compared within one job's log (same file name on every node, e.g. slurm-<jobid>.out): two
+    jobs' operation counters have nothing to do with each other."""
+    by_job: dict[str, list[Hit]] = defaultdict(list)
     for h in hits:
         if h.cls == "nccl_op_trace":
+            by_job[Path(h.file).name].append(h)
+    best: tuple[str, list[Hit]] | None = None
+    for traces in by_job.values():
+        last: dict[str, int] = {}
+        for h in traces:
             n = int(str(h.fields.get("op_count", "0")), 16)
             last[h.host] = min(last.get(h.host, n), n)
-    if len(last) < 2 or len(set(last.values())) < 2:
-        return None
-    return min(last, key=lambda k: last[k])
+        if len(last) < 2 or len(set(last.values())) < 2:
+            continue
+        if best is None or len({h.host for h in traces}) > len({h.host for h in best[1]}):
+            best = (min(last, key=lambda k: last[k]), traces)
+    return best
 
 
 def connection_failures(hits: Sequence[Hit], by_host: dict[str, list[Hit]]) -> list[Hypothesis]:
