@@ -209,6 +209,8 @@ def agent(
     webhook: Annotated[str | None, typer.Option(help="Alertmanager-compatible webhook URL for notify.")] = None,
     priority: Annotated[str, typer.Option(help="realtime, high or normal scheduling.")] = "realtime",
     duration: Annotated[float | None, typer.Option(help="Stop after this many (simulated) seconds.")] = None,
+    signatures: Annotated[list[Path] | None, typer.Option(help="Site signature file(s) for the kernel log, in "
+                                                               "`coldaisle triage`'s format (repeatable).")] = None,
 ) -> None:
     """Run the node agent (until SIGTERM/Ctrl-C)."""
     if ctx.invoked_subcommand is not None:
@@ -216,7 +218,7 @@ def agent(
     from coldaisle.agent.main import Options, run
 
     opts = Options(backend, scenario, node, speed, policy, enforce, listen, interval, audit, dcgm_names, webhook,
-                   priority, duration)
+                   priority, duration, list(signatures or []))
     raise typer.Exit(run(opts, lambda msg: err.print(escape(msg), soft_wrap=True)))
 
 

@@ -147,3 +147,32 @@ def test_real_dev_kmsg_reads_without_blocking(tmp_path: Path) -> None:
         assert f.last_seq is not None
         assert all(e.source in ("kernel", "kmsg") for e in events + f.poll())
     assert json.loads(cursor.read_text())["seq"] == f.last_seq
+
+
+def test_the_triage_catalog_classifies_the_live_kernel_log() -> None:
+    """The agent's default: the same catalog as `coldaisle triage`, so a class means the same live and after."""
+    from coldaisle.agent.kmsg import catalog_patterns
+
+    with _follower(KMSG, patterns=catalog_patterns()) as f:
+        events = f.poll()
+    by_cls: dict[str, list] = {}
+    for e in events:
+        by_cls.setdefault(e.cls, []).append(e)
+    xids = {e.fields["xid"]: e for e in by_cls["xid"]}
+    assert set(xids) == {79, 48} and xids[79].fields["pci"] == "0000:b1:00.0"
+    assert xids[79].severity is Severity.CRITICAL and xids[79].time == pytest.approx(BOOT + 259200.101032)
+    assert by_cls["gpu_fell_off_bus"][0].fields["pci"] == "0000:b1:00.0"  # a bus loss without an Xid of its own
+    assert {"hung_task", "oom_kill", "kernel_panic", "pcie_aer"} <= set(by_cls)
+    # look-alikes are context, not events: the driver loading, a link coming up
+    assert not any("Loading NVIDIA" in e.raw or "link becomes ready" in e.raw for e in events)
+
+
+def test_a_site_signature_file_with_an_error_names_file_line_and_field(tmp_path: Path) -> None:
+    from coldaisle.agent.kmsg import catalog_patterns
+    from coldaisle.errors import ConfigError
+
+    bad = tmp_path / "site.yaml"
+    bad.write_text("signatures:\n  - id: mine\n    class: custom\n    severity: loud\n    pattern: 'x'\n")
+    with pytest.raises(ConfigError) as exc:
+        catalog_patterns([bad])
+    assert f"{bad}:4" in str(exc.value) and "severity" in str(exc.value)

@@ -9,10 +9,11 @@ to a temporary name then renamed, so after a restart old lines never fire twice.
 start, or a new boot) the whole ring buffer is read once: its events keep their own kernel timestamps, so
 the policy can tell a Xid from an hour ago from a fresh one.
 
-Messages are matched against a signature list (class, severity, regex with named groups that become the
-Event's fields). `SIGNATURES` is a small built-in list; the triage signature catalog replaces it through the
-`patterns` argument. `poll()` does file IO (reads, and a cursor write when records arrived): run it on its
-own thread or timer, never on the GPU sampling path.
+Messages are classified by the triage signature catalog (`catalog_patterns()`: the shipped YAML plus a
+site's own files), the same one `coldaisle triage` reads logs with, so a class means the same live and
+after the fact. `SIGNATURES` is a small built-in list kept for when the catalog cannot load. `poll()` does
+file IO (reads, and a cursor write when records arrived): run it on its own thread or timer, never on the
+GPU sampling path.
 """
 
 from __future__ import annotations
@@ -114,19 +115,51 @@ def _field_value(key: str, value: str) -> Any:
     return value.strip("'")
 
 
-def match(record: KmsgRecord, patterns: Sequence[KmsgSignature]) -> tuple[KmsgSignature, dict[str, Any]] | None:
+class CatalogPatterns:
+    """The triage catalog's matcher in the follower's place: first match wins, fields typed by the catalog."""
+
+    def __init__(self, matcher: Any) -> None:
+        self.matcher = matcher
+
+    def search(self, message: str) -> tuple[KmsgSignature, dict[str, Any]] | None:
+        """The winning signature as a KmsgSignature, and its fields."""
+        m = self.matcher.first(message)
+        if m is None or m.severity < Severity.WARNING:
+            return None  # look-alikes and informational lines are context, not events for the policy
+        return KmsgSignature(m.cls, m.severity, m.signature.regex), dict(m.fields)
+
+
+def catalog_patterns(extra: Sequence[str | os.PathLike[str]] = ()) -> CatalogPatterns:
+    """The triage signature catalog (shipped, then each `extra` file first) for the follower."""
+    from coldaisle.triage.catalog import load_catalog
+
+    return CatalogPatterns(load_catalog([str(p) for p in extra]).matcher())
+
+
+def match(record: KmsgRecord, patterns: Sequence[KmsgSignature] | CatalogPatterns
+          ) -> tuple[KmsgSignature, dict[str, Any]] | None:
     """The first signature matching the record's message, with its fields (pci filled from DEVICE=+pci:...)."""
+    if isinstance(patterns, CatalogPatterns):
+        hit = patterns.search(record.message)
+        if hit is not None:
+            _device_pci(record, hit[1])
+        return hit
     for sig in patterns:
         m = sig.pattern.search(record.message)
         if m is None:
             continue
         fields = {k: value for k, v in m.groupdict().items() if v is not None
                   and (value := _field_value(k, v)) is not None}
-        device = dict(record.dictionary).get("DEVICE", "")
-        if "pci" not in fields and device.startswith("+pci:"):
-            fields["pci"] = device[5:]
+        _device_pci(record, fields)
         return sig, fields
     return None
+
+
+def _device_pci(record: KmsgRecord, fields: dict[str, Any]) -> None:
+    """The kernel's own device address (DEVICE=+pci:...) when the message names none."""
+    device = dict(record.dictionary).get("DEVICE", "")
+    if "pci" not in fields and device.startswith("+pci:"):
+        fields["pci"] = device[5:]
 
 
 def _boot_id(proc: str) -> str:
@@ -141,12 +174,12 @@ class KmsgFollower:
 
     def __init__(self, path: str | os.PathLike[str] = "/dev/kmsg", *,
                  cursor_file: str | os.PathLike[str] | None = None,
-                 patterns: Sequence[KmsgSignature] = SIGNATURES, host: str | None = None,
+                 patterns: Sequence[KmsgSignature] | CatalogPatterns = SIGNATURES, host: str | None = None,
                  clock: Clock | None = None, boot_time: float | None = None, boot_id: str | None = None,
                  proc: str = "/proc") -> None:
         self.path = str(path)
         self.cursor_file = Path(cursor_file) if cursor_file is not None else None
-        self.patterns = tuple(patterns)
+        self.patterns = patterns if isinstance(patterns, CatalogPatterns) else tuple(patterns)
         self.host = host or socket.gethostname()
         clock = clock or RealClock()
         # ts_usec counts from boot on the kernel's monotonic clock: wall = now - uptime + ts.

@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class Options:
     webhook: str | None = None
     priority: str = "realtime"
     duration_s: float | None = None
+    signatures: list[Path] = field(default_factory=list)  # site signature files for the kernel log (triage format)
 
 
 def apply_priority(mode: str) -> str:
@@ -277,10 +278,18 @@ def _agent(backend: Backend, lp: LoadedPolicy, runner: ActionRunner, clock: Cloc
 def _kernel_watch(o: Options, node: str, backend: Backend, clock: Clock, audit: AuditLog) -> Any:
     """Follow /dev/kmsg if this host lets us read it (a container often does not: say so and go on)."""
     from coldaisle.agent.kernel import KernelWatch
-    from coldaisle.agent.kmsg import KmsgFollower
+    from coldaisle.agent.kmsg import SIGNATURES, KmsgFollower, catalog_patterns
 
     try:
-        follower = KmsgFollower("/dev/kmsg", cursor_file=o.audit.with_name("kmsg.cursor"), host=node, clock=clock)
+        patterns: Any = catalog_patterns(o.signatures)  # the triage catalog: classes mean the same live and after
+    except ColdaisleError:
+        raise  # a broken site signature file is a configuration error: file, line and field, at start
+    except Exception as exc:  # the catalog itself failing must not cost the node its kernel watch
+        audit.note("signature catalog not loaded; built-in kernel signatures in use", error=str(exc))
+        patterns = SIGNATURES
+    try:
+        follower = KmsgFollower("/dev/kmsg", cursor_file=o.audit.with_name("kmsg.cursor"), host=node, clock=clock,
+                                patterns=patterns)
         follower.poll()  # catch up (the cursor keeps lines seen before a restart from firing again)
     except OSError as exc:
         audit.note("kernel log not followed", error=str(exc))
