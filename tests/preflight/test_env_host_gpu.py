@@ -141,3 +141,36 @@ def test_sim_backend_by_name_and_no_backend(tmp_path: Path) -> None:
     assert [c.status for c in by_name.checks] == ["ran", "ran"] and by_name.findings == []
     none = run(tmp_path, backend="none", only=["gpu"])
     assert [c.status for c in none.checks] == ["skipped", "skipped"] and not none.failed
+
+
+def test_pending_or_failed_row_remaps_fail_the_gpu(tmp_path: Path, hot: tuple[Twin, SimBackend]) -> None:
+    """A remap waiting for a reset, or one that failed, makes the GPU a bad place for the next job."""
+    twin, backend = hot
+    twin.state.temp_c[0] = 40.0
+    twin.state.remap_pending[0] = 1.0
+    twin.state.remap_failed[1] = 1.0
+    report = run(tmp_path, backend_obj=backend, only=["gpu.health"])
+    got = sorted((str(f.severity), f.subject.split(" (")[0], f.message.split(":")[0]) for f in report.findings)
+    assert got == [("fail", "hot-01 GPU 0", "a row remapping is pending"),
+                   ("fail", "hot-01 GPU 1", "a row remapping has failed")]
+    assert "nvidia-smi -r -i 0" in next(f.fix for f in report.findings if "pending" in f.message)
+    twin.state.remap_pending[0] = twin.state.remap_failed[1] = 0.0
+    assert run(tmp_path, backend_obj=backend, only=["gpu.health"]).findings == []
+
+
+def test_persistence_mode_off_warns(tmp_path: Path, hot: tuple[Twin, SimBackend]) -> None:
+    import dataclasses
+
+    twin, _ = hot
+    twin.state.temp_c[0] = 40.0
+
+    class NoPersistenced(SimBackend):
+        """The same node with nvidia-persistenced not running on GPU 1."""
+
+        def devices(self):  # type: ignore[no-untyped-def]
+            devs = super().devices()
+            return (devs[0], dataclasses.replace(devs[1], persistence_mode=False))
+
+    report = run(tmp_path, backend_obj=NoPersistenced(twin), only=["gpu.health"])
+    assert [(str(f.severity), f.subject.split(" (")[0]) for f in report.findings] == [("warn", "hot-01 GPU 1")]
+    assert "persistence mode is off" in report.findings[0].message

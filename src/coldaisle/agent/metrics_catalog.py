@@ -95,6 +95,9 @@ FRAME_COLUMNS: dict[str, tuple[str, str, float]] = {
     "pcie_replay_total": ("coldaisle_gpu_pcie_replays_total", "", 1.0),
     "ecc_corrected_total": ("coldaisle_gpu_ecc_corrected_errors_total", "", 1.0),
     "ecc_uncorrected_total": ("coldaisle_gpu_ecc_uncorrected_errors_total", "", 1.0),
+    "remapped_rows_pending": ("coldaisle_gpu_remapped_rows_pending", "", 1.0),
+    "remapped_rows_failure": ("coldaisle_gpu_remapped_rows_failure", "", 1.0),
+    "retired_pages_pending": ("coldaisle_gpu_retired_pages_pending", "", 1.0),
     "sample_age_s": ("coldaisle_gpu_sample_age_seconds", "seconds", 1.0),
 }
 

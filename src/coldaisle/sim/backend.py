@@ -37,6 +37,8 @@ class SimBackend:
         self._xid_index = {(d.node, d.pci_bus_id): i for i, d in enumerate(self._devices)}
         self._mem_total = np.full(len(self.gpus), twin.plan.card.memory_total_bytes)
         self._zeros = np.zeros(len(self.gpus))
+        self._nan = np.full(len(self.gpus), np.nan)  # retired pages: Hopper remaps rows instead
+        self._nan.flags.writeable = False
         self._zeros.flags.writeable = False
         self._mem_total.flags.writeable = False
         self._work: np.ndarray | None = None
@@ -58,7 +60,7 @@ class SimBackend:
             memory_total_bytes=int(card.memory_total_bytes), power_default_limit_w=card.tdp_w,
             power_max_limit_w=card.tdp_w, power_min_limit_w=card.min_limit_w,
             slowdown_temperature_c=card.slowdown_c, shutdown_temperature_c=card.shutdown_c,
-            pci_bus_id=self.twin.pci(local),
+            pci_bus_id=self.twin.pci(local), persistence_mode=True,  # a managed node runs nvidia-persistenced
         )
 
     def devices(self) -> tuple[DeviceInfo, ...]:
@@ -80,6 +82,8 @@ class SimBackend:
             sm_clock_mhz=per_state["sm_clock_mhz"] * s.throttle[g], fan_pct=s.fan[g] * 100.0,
             pcie_replay_total=s.pcie_replay[g].copy(), **per_state_views(per_state),
             ecc_corrected_total=self._zeros, ecc_uncorrected_total=self._zeros, sample_age_s=self._zeros,
+            remapped_rows_pending=s.remap_pending[g].copy(), remapped_rows_failure=s.remap_failed[g].copy(),
+            retired_pages_pending=self._nan,
             throttle_reasons=self._throttle(g, work), lost=lost,
             processes=self._processes(), events=self._events(),
         )

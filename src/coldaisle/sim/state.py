@@ -54,6 +54,8 @@ class State:
     memory_bytes: F64 = field(init=False)
     energy_j: F64 = field(init=False)
     pcie_replay: F64 = field(init=False)
+    remap_pending: F64 = field(init=False)  # a row remapping waits for a GPU reset (1.0) or not (0.0)
+    remap_failed: F64 = field(init=False)  # a row remapping failed (1.0): the card needs service
     peak_c: F64 = field(init=False)
     above_slowdown_s: F64 = field(init=False)
     slowdown_latched: BOOL = field(init=False)
@@ -75,6 +77,7 @@ class State:
         self.demand = np.zeros((len(Work), g))
         self.memory_bytes, self.energy_j = np.zeros(g), np.zeros(g)
         self.pcie_replay, self.peak_c, self.above_slowdown_s = np.zeros(g), np.zeros(g), np.zeros(g)
+        self.remap_pending, self.remap_failed = np.zeros(g), np.zeros(g)
         self.slowdown_latched = np.zeros(g, bool)
         self.aisle_c, self.capacity_w = np.zeros(self.n_rows), np.zeros(self.n_rows)
         self.rack_kw = np.zeros(self.n_racks)

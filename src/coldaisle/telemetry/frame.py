@@ -48,6 +48,7 @@ class DeviceInfo:
     slowdown_temperature_c: float
     shutdown_temperature_c: float
     pci_bus_id: str = ""
+    persistence_mode: bool | None = None  # None: unknown (not supported, or a simulated card that has none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,12 @@ METRICS: tuple[Metric, ...] = (
            counter=True),
     Metric("ecc_uncorrected_total", "", "Volatile uncorrected ECC errors",
            "ecc.errors.uncorrected.volatile.total", counter=True),
+    # Memory health (NVML nvmlDeviceGetRemappedRows, Ampere and newer; nvmlDeviceGetRetiredPagesPendingStatus,
+    # older GPUs; NaN where not supported). Pending means: the fix needs a GPU reset.
+    Metric("remapped_rows_pending", "", "A row remapping is pending a GPU reset (1) or not (0)", ""),
+    Metric("remapped_rows_failure", "", "A row remapping has failed in the past (1): the GPU needs service", ""),
+    Metric("retired_pages_pending", "", "Retired memory pages are pending a GPU reset (1) or not (0)",
+           "retired_pages.pending"),
     Metric("sample_age_s", "seconds", "Age of this device's reading when the Frame was assembled", ""),
 )
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
@@ -149,6 +156,9 @@ class Frame:
     pcie_replay_total: F64
     ecc_corrected_total: F64
     ecc_uncorrected_total: F64
+    remapped_rows_pending: F64
+    remapped_rows_failure: F64
+    retired_pages_pending: F64
     sample_age_s: F64
     throttle_reasons: NDArray[np.uint64]
     lost: NDArray[np.bool_]

@@ -172,6 +172,7 @@ class NvmlBackend:
         pci = get(nv.nvmlDeviceGetPciInfo)
         slowdown = get(nv.nvmlDeviceGetTemperatureThreshold, nv.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN)
         shutdown = get(nv.nvmlDeviceGetTemperatureThreshold, nv.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN)
+        persistence = get(nv.nvmlDeviceGetPersistenceMode)  # NVML_FEATURE_ENABLED = 1
         return DeviceInfo(
             node=node, index=index, uuid=_text(get(nv.nvmlDeviceGetUUID) or ""),
             name=_text(get(nv.nvmlDeviceGetName) or "unknown"),
@@ -181,6 +182,7 @@ class NvmlBackend:
             slowdown_temperature_c=float(slowdown) if slowdown is not None else math.nan,
             shutdown_temperature_c=float(shutdown) if shutdown is not None else math.nan,
             pci_bus_id=_text(pci.busId) if pci is not None else "",
+            persistence_mode=None if persistence is None else int(persistence) == 1,
         )
 
     def _register_xid_events(self) -> Any:

@@ -204,6 +204,12 @@ def _read_health(d: DeviceReader, nv: ModuleType) -> None:
     for kind, column in ((nv.NVML_MEMORY_ERROR_TYPE_CORRECTED, "ecc_corrected_total"),
                          (nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, "ecc_uncorrected_total")):
         d.put(column, d.get([column], [nv.nvmlDeviceGetTotalEccErrors], kind, nv.NVML_VOLATILE_ECC))
+    rows = d.get(["remapped_rows_pending", "remapped_rows_failure"], _legacy(nv, "nvmlDeviceGetRemappedRows"))
+    if rows is not None:  # (correctable, uncorrectable, pending, failure occurred)
+        d.put("remapped_rows_pending", rows[2])
+        d.put("remapped_rows_failure", rows[3])
+    d.put("retired_pages_pending", d.get(["retired_pages_pending"],
+                                         _legacy(nv, "nvmlDeviceGetRetiredPagesPendingStatus")))
     procs = d.get([], [nv.nvmlDeviceGetComputeRunningProcesses])
     for p in procs or ():
         used = getattr(p, "usedGpuMemory", None)  # None where the driver cannot tell (WDDM, some MIG setups)

@@ -1,4 +1,5 @@
-"""GPU health through the Backend: lost GPUs, ECC errors, active throttling, lowered power limits, count."""
+"""GPU health through the Backend: lost GPUs, ECC errors, pending row remaps / retired pages, persistence mode,
+active throttling, lowered power limits, count."""
 
 from __future__ import annotations
 
@@ -30,6 +31,18 @@ class GpuHealth(Check):
         for i, dev in enumerate(devices):
             yield from self._device(i, dev, frame)
 
+    def _memory_repair(self, i: int, subject: str, f: Frame) -> Iterable[Finding]:
+        """Row remapping (Ampere and newer) and page retirement (older): both need a reset to take effect."""
+        if f.remapped_rows_failure[i] > 0:
+            yield self.finding(Severity.FAIL, "a row remapping has failed: the GPU cannot repair its memory any "
+                               "more", subject, "drain the node and have the GPU serviced (RMA)")
+        if f.remapped_rows_pending[i] > 0 or f.retired_pages_pending[i] > 0:
+            what = "row remapping" if f.remapped_rows_pending[i] > 0 else "page retirement"
+            yield self.finding(Severity.FAIL, f"a {what} is pending: it takes effect only after a GPU reset, and "
+                               "until then the faulty memory can fail the job", subject,
+                               f"drain the node, then nvidia-smi -r -i {f.devices[i].index} (or reboot) before "
+                               "the next job")
+
     def _device(self, i: int, d: DeviceInfo, f: Frame) -> Iterable[Finding]:
         subject = f"{d.node} GPU {d.index} ({d.uuid})"
         if f.lost[i]:
@@ -43,6 +56,11 @@ class GpuHealth(Check):
         elif math.isfinite(cor) and cor > 0:
             yield self.finding(Severity.INFO, f"{cor:.0f} corrected ECC errors since the driver loaded", subject,
                                "watch the trend; a growing count precedes row remapping")
+        yield from self._memory_repair(i, subject, f)
+        if d.persistence_mode is False:
+            yield self.finding(Severity.WARN, "persistence mode is off: the driver may unload between jobs and "
+                               "every job start pays for initialising the GPU (and loses its settings)", subject,
+                               "run nvidia-persistenced (or nvidia-smi -pm 1 on older drivers)")
         reasons = T(int(f.throttle_reasons[i]) & int(BAD_THROTTLE))
         if reasons:
             names = ", ".join(r.name.lower() for r in T if r and r in reasons and r.name)
