@@ -2,8 +2,9 @@
 # Debian packages the integration tests start for real. Idempotent; run as root (CI does).
 set -euo pipefail
 # prometheus (+ promtool): scrapes the agent; slurmctld/slurmd/munge: a real single-node Slurm for drains;
-# stress-ng: saturates the CPUs in the agent benchmark; gcc: builds the shared objects preflight's tests inspect.
-pkgs=(prometheus slurmctld slurmd slurm-client munge stress-ng gcc)
+# stress-ng: saturates the CPUs in the agent benchmark; gcc: builds the shared objects preflight's tests inspect;
+# tmux: the terminal `coldaisle top` is driven in; chromium: opens the HTML reports headless (browser tests).
+pkgs=(prometheus slurmctld slurmd slurm-client munge stress-ng gcc tmux chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,6 +17,7 @@ from coldaisle import __version__
 from coldaisle.errors import ColdaisleError
 from coldaisle.plan.cli import plan_command
 from coldaisle.preflight.command import preflight as preflight_command
+from coldaisle.top.command import top_command
 from coldaisle.triage.command import triage_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -31,6 +32,7 @@ app.add_typer(policy_app, name="policy")
 app.command("plan")(plan_command)
 app.command("preflight")(preflight_command)
 app.command("triage")(triage_command)
+app.command("top")(top_command)
 
 out = Console()
 err = Console(stderr=True)
