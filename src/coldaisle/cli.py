@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from coldaisle import __version__
 from coldaisle.errors import ColdaisleError
+from coldaisle.health.command import health_command, slurm_app
 from coldaisle.plan.cli import plan_command
 from coldaisle.preflight.command import preflight as preflight_command
 from coldaisle.top.command import top_command
@@ -33,6 +34,8 @@ app.command("plan")(plan_command)
 app.command("preflight")(preflight_command)
 app.command("triage")(triage_command)
 app.command("top")(top_command)
+app.command("health")(health_command)
+app.add_typer(slurm_app, name="slurm")
 
 out = Console()
 err = Console(stderr=True)

@@ -30,8 +30,10 @@ from coldaisle.actions.runner import ActionRunner
 from coldaisle.actions.safety import CircuitBreaker
 from coldaisle.agent.exporter import AgentStats, FrameCollector
 from coldaisle.agent.loop import Agent, LocalNode
+from coldaisle.agent.sdnotify import SdNotify, chain
 from coldaisle.agent.server import AgentServer
 from coldaisle.errors import BackendUnavailable, ColdaisleError
+from coldaisle.health.state import StateWriter
 from coldaisle.policy.loader import LoadedPolicy, load_policy
 from coldaisle.telemetry.backend import Backend
 from coldaisle.telemetry.clock import Clock, RealClock
@@ -57,6 +59,7 @@ class Options:
     priority: str = "realtime"
     duration_s: float | None = None
     signatures: list[Path] = field(default_factory=list)  # site signature files for the kernel log (triage format)
+    state: Path | None = None  # `coldaisle health` reads it (default: beside the audit log)
 
 
 def apply_priority(mode: str) -> str:
@@ -184,6 +187,9 @@ def run(o: Options, say: Callable[[str], None]) -> int:
     say(f"coldaisle agent on {node}: {len(backend.devices())} GPUs, policy {lp.source}, "
         f"{'ENFORCING' if enforce else 'dry-run (decides and audits, acts on nothing; --enforce to act)'}, "
         f"priority {applied}, metrics on {server.url}/metrics, audit log {o.audit}")
+    sd = SdNotify.from_env()
+    _after_tick(agent, o.state or o.audit.with_name("state.json"), node, sd)
+    sd.ready(f"{node}: {len(backend.devices())} GPUs, {'enforcing' if enforce else 'dry-run'}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -196,12 +202,26 @@ def run(o: Options, say: Callable[[str], None]) -> int:
         until = None if o.duration_s is None else clock.monotonic() + o.duration_s
         agent.run(stop=stop if twin is None else None, until=until) if twin is None else _run_sim(agent, stop, until)
     finally:
+        sd.stopping()
         server.stop()
         runner.close()
         audit.note("agent stopped")
         audit.close()
         backend.close()
     return 0
+
+
+def _after_tick(agent: Agent, state_path: Path, node: str, sd: SdNotify) -> None:
+    """After every tick: the state snapshot `coldaisle health` reads, then the systemd watchdog ping."""
+    writer = StateWriter(state_path, node, interval_s=agent.interval_s,
+                         severities=lambda: {cr.rule.name: cr.rule.severity for cr in agent.engine.rules})
+
+    def snapshot(frame: Any, nodes: Any, _jobs: Any, _decisions: list[Decision]) -> None:
+        with agent.lock:
+            views = agent.engine.views(agent.clock.monotonic())
+        writer.write(frame, nodes.values, views, samples=agent.stats.samples, errors=agent.stats.errors)
+
+    agent.on_tick = chain(agent.on_tick, snapshot, lambda *_: sd.tick())
 
 
 def _maybe_reload(wanted: threading.Event, source: str, agent: Agent, audit: AuditLog,

@@ -1,0 +1,76 @@
+"""`coldaisle health`: the agent's last state -> a Nagios verdict -> (as Slurm's HealthCheckProgram) a drain.
+
+Reads one small file under a timeout and makes at most two short `scontrol` calls, so it answers in well
+under a second whatever the GPUs are doing (Slurm kills a health check after 60 s).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coldaisle.actions.drain import SlurmDrain
+from coldaisle.health.slurm import NodeAction, drain_for_health, node_name, resume_if_ours
+from coldaisle.health.state import StateUnreadable, read_state
+from coldaisle.health.verdict import Limits, Verdict, judge, unknown
+
+DEFAULT_STATE = Path("/var/lib/coldaisle/state.json")
+
+
+@dataclass
+class HealthOptions:
+    """Everything `coldaisle health` takes."""
+
+    state: Path = DEFAULT_STATE
+    limits: Limits = field(default_factory=Limits)
+    slurm: bool = False  # drain on CRITICAL, resume our own drain on OK
+    node: str | None = None
+    dry_run: bool = False
+    scontrol: str = "scontrol"
+    read_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class HealthResult:
+    """The verdict and what was done to the node about it."""
+
+    verdict: Verdict
+    node: str | None = None
+    action: NodeAction | None = None
+
+    def lines(self) -> list[str]:
+        """Nagios plugin output: the summary line, then one line per problem and the node action."""
+        out = [self.verdict.summary()]
+        out += [f"{p.status.name}: {p.text}" for p in self.verdict.problems[1:]]
+        if self.action is not None:
+            out.append(f"slurm {self.node}: {self.action.status}: {self.action.detail}")
+        return out
+
+
+def xid_severities() -> dict[int, str]:
+    """Xid code -> critical/error/warning from the triage catalog (NVIDIA's Xid catalog, cited there)."""
+    from coldaisle.triage.catalog import load_catalog
+
+    return {code: spec.severity for code, spec in load_catalog().xids.items()}
+
+
+def run_health(o: HealthOptions, *, now: Callable[[], float] = time.time,
+               drain: SlurmDrain | None = None) -> HealthResult:
+    """Judge the state and, with `slurm`, drain on CRITICAL or resume our own drain on OK."""
+    try:
+        verdict = judge(read_state(o.state, o.read_timeout_s), now(), xid_severities(), o.limits)
+    except StateUnreadable as exc:
+        verdict = unknown(exc.message)
+    if not o.slurm:
+        return HealthResult(verdict)
+    node = node_name(o.node)
+    drain = drain or SlurmDrain(o.scontrol)
+    action: NodeAction | None = None
+    if verdict.drain:
+        reason = "; ".join(p.text for p in verdict.problems if p.status == verdict.status)
+        action = drain_for_health(drain, node, reason, dry_run=o.dry_run)
+    elif verdict.status.value <= 1:  # OK or WARNING: the problem we drained for is gone
+        action = resume_if_ours(drain, node, dry_run=o.dry_run)
+    return HealthResult(verdict, node, action)
