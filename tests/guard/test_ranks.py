@@ -124,3 +124,11 @@ def test_d_state_in_any_thread_counts(tmp_path: Path) -> None:
     fake_proc(tmp_path, 20, 1, {}, states=("S", "D"))
     fake_proc(tmp_path, 30, 1, {}, states=("S", "R"))
     assert stuck_in_io(20, tmp_path) and not stuck_in_io(30, tmp_path) and not stuck_in_io(40, tmp_path)
+
+
+def test_a_script_given_with_python_c_is_placed_at_its_own_frame_and_named_by_pid() -> None:
+    text = ('Process 7: python -c ...\nPython v3.11.7 (/usr/bin/python3)\n\nThread 7 (idle): "MainThread"\n'
+            "    clock_nanosleep (libc.so.6)\n    time_sleep (libpython3.11.so.1.0)\n    <module> (<string>:1)\n")
+    v = RankView(-1, 7, False, parse_dump(text))
+    assert v.where() == "<module> (<string>:1)"
+    assert "pid 7 in <module> (<string>:1)" in analyse([v]).summary() and "rank -1" not in analyse([v]).summary()

@@ -107,12 +107,12 @@ class HangAnalysis:
             parts.append(f"rank{_s(self.waiting)} {_names(self.waiting)} waiting in "
                          f"{', '.join(sorted({_op(v) for v in self.waiting}))}")
         if self.stragglers:
-            parts.append("straggler: " + "; ".join(f"rank {v.rank} (pid {v.pid}) not in the collective, in "
-                                                   f"{v.where()}" for v in self.stragglers))
+            parts.append("straggler: " + "; ".join(f"{_who(v)} not in the collective, in {v.where()}"
+                                                   for v in self.stragglers))
         if self.io:
-            parts.append("in I/O: " + "; ".join(f"rank {v.rank} (pid {v.pid}) {v.where()}" for v in self.io))
+            parts.append("in I/O: " + "; ".join(f"{_who(v)} {v.where()}" for v in self.io))
         if self.elsewhere:
-            parts.append("no rank in a collective: " + "; ".join(f"rank {v.rank} (pid {v.pid}) in {v.where()}"
+            parts.append("no rank in a collective: " + "; ".join(f"{_who(v)} in {v.where()}"
                                                                  for v in self.elsewhere))
         if self.unknown:
             parts.append(f"no stack for rank{_s(self.unknown)} {_names(self.unknown)}")
@@ -147,6 +147,11 @@ def analyse(views: list[RankView]) -> HangAnalysis:
 def _op(v: RankView) -> str:
     lead = v.stack.main or (v.stack.threads[0] if v.stack.threads else None)
     return lead.at.function if lead and lead.at else "?"
+
+
+def _who(v: RankView) -> str:
+    """`rank 1 (pid 4242)`, or `pid 4242` for a process that names no rank."""
+    return f"rank {v.rank} (pid {v.pid})" if v.rank >= 0 else f"pid {v.pid}"
 
 
 def _names(views: tuple[RankView, ...]) -> str:

@@ -33,6 +33,7 @@ IO_NATIVE = re.compile(r"^(__libc_write|write|__write_nocancel|fsync|fdatasync|_
                        r"sync_file_range|__GI___libc_write|msync)$")
 
 _THREAD = re.compile(r'^Thread (0x[0-9a-fA-F]+|\d+) \(([^)]*)\)(?:: "(.*)")?')
+_PY_WHERE = re.compile(r":\d+$")
 _FRAME = re.compile(r"^\s+(?P<fn>.+?) \((?P<where>[^()]*)\)\s*$")
 
 
@@ -51,6 +52,11 @@ class Frame:
 
     function: str
     where: str
+
+    @property
+    def python(self) -> bool:
+        """A Python frame (`file.py:12`, `<string>:1`), not a native one (`libc.so.6`, an address)."""
+        return _PY_WHERE.search(self.where) is not None
 
     def __str__(self) -> str:
         return f"{self.function} ({self.where})"
@@ -93,15 +99,15 @@ def classify_frames(frames: tuple[Frame, ...]) -> tuple[Activity, Frame | None]:
         if IO_NATIVE.match(fr.function) or IO_FILES.search(fr.where) or (
                 IO_FUNCTIONS.match(fr.function.rsplit(".", 1)[-1]) and ".py" in fr.where):
             return Activity.IO, _python_caller(frames, fr)
-    return Activity.OTHER, next((f for f in frames if ".py:" in f.where), frames[0] if frames else None)
+    return Activity.OTHER, next((f for f in frames if f.python), frames[0] if frames else None)
 
 
 def _python_caller(frames: tuple[Frame, ...], hit: Frame) -> Frame:
     """For a native hit, the first Python frame above it names the call a person recognises."""
-    if ".py:" in hit.where:
+    if hit.python:
         return hit
     after = frames[frames.index(hit):]
-    return next((f for f in after if ".py:" in f.where), hit)
+    return next((f for f in after if f.python), hit)
 
 
 def parse_dump(text: str) -> StackReport:

@@ -50,4 +50,4 @@ def _python_frames(v: RankView) -> tuple[str, ...]:
     lead = v.stack.main or (v.stack.threads[0] if v.stack.threads else None)
     if lead is None:
         return ()
-    return tuple(str(f) for f in lead.frames if ".py:" in f.where)
+    return tuple(str(f) for f in lead.frames if f.python)
