@@ -105,3 +105,44 @@ def test_the_agent_is_ready_then_pings_while_it_ticks(notify_socket: tuple[socke
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+UNIT = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "coldaisle-agent.service"
+
+
+def _unit_for_here(tmp_path: Path, text: str | None = None) -> Path:
+    """The shipped unit with ExecStart pointing at this environment's coldaisle (verify checks it exists)."""
+    exe = Path(sys.executable).with_name("coldaisle")
+    unit = tmp_path / "coldaisle-agent.service"
+    unit.write_text((text or UNIT.read_text()).replace("/usr/local/bin/coldaisle", str(exe)))
+    return unit
+
+
+def _verify(unit: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    cp = _verify(_unit_for_here(tmp_path))
+    assert cp.returncode == 0 and cp.stdout == "" and cp.stderr == "", cp.stdout + cp.stderr
+    # verify only warns about a misspelt key or a bad value: this is what the empty output above rules out
+    typo = _verify(_unit_for_here(tmp_path, UNIT.read_text().replace("CPUWeight=", "CPUWeigth=")))
+    assert "Unknown key 'CPUWeigth'" in typo.stderr
+
+
+def test_the_unit_says_what_the_agent_needs(tmp_path: Path) -> None:
+    settings = {}
+    for line in UNIT.read_text().splitlines():
+        key, eq, value = line.partition("=")
+        if eq and not line.startswith("#"):
+            settings[key.strip()] = value.strip()
+    assert settings["Type"] == "notify" and settings["WatchdogSec"] == "30s" and settings["Restart"] == "always"
+    assert settings["NoNewPrivileges"] == "yes" and settings["ProtectSystem"] == "strict"
+    assert int(settings["CPUWeight"]) > 100 and settings["CPUSchedulingPolicy"] == "rr"
+    assert int(settings["OOMScoreAdjust"]) < 0
+    assert "ProtectKernelLogs" not in settings and "RestrictRealtime" not in settings  # kmsg, SCHED_RR
+    cp = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(_unit_for_here(tmp_path))],
+                        capture_output=True, text=True, timeout=60, check=False)
+    level = float(cp.stdout.rsplit("Overall exposure level for coldaisle-agent.service:", 1)[1].split()[0])
+    assert level <= 4.0, cp.stdout  # systemd's own score: "OK" up to 4.9 (a root agent cannot reach "SAFE")
