@@ -23,6 +23,7 @@ class ActionKind(StrEnum):
     SIGTERM = "sigterm"  # the process (or its whole group) through a pidfd
     SIGKILL = "sigkill"
     DRAIN = "drain"  # the node, through Slurm or Kubernetes, with a reason tagged as ours
+    POWER_CYCLE = "power_cycle"  # the node, through its BMC (IPMI): the last rung for a wedged node; off by default
 
 
 class Status(StrEnum):

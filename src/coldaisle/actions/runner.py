@@ -97,7 +97,7 @@ class ActionRunner:
             return self._refuse(d, f"rate limit: more than {rl.max_per_window} {d.action} actions on "
                                    f"{d.target.node} within {rl.window_s:g} s")
         br = self.breaker
-        if d.action == ActionKind.DRAIN and br is not None and not br.allow(d.target.node):
+        if d.action in (ActionKind.DRAIN, ActionKind.POWER_CYCLE) and br is not None and not br.allow(d.target.node):
             return self._refuse(d, f"circuit breaker open: {br.limit} nodes already drained within "
                                    f"{br.window_s:g} s; {d.target.node} left in service")
         return None
