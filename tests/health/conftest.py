@@ -1,10 +1,10 @@
 """Real Slurm for the health, prolog and epilog tests, and agents on the simulator.
 
 The cluster is the integration suite's single-node one (tests/integration/conftest.py, loaded here under its
-own module name), started with coldaisle's four hooks in its slurm.conf: PrologSlurmctld is only read when
-slurmctld starts, so the hooks cannot be added later with `scontrol reconfigure`. Each hook is a script in
-the cluster's directory that does nothing until a test installs a wrapper calling coldaisle, the way a site
-installs deploy/slurm/'s wrappers.
+own module name), started with the slurm.conf lines deploy/slurm/ ships (coldaisle's four hooks):
+PrologSlurmctld is only read when slurmctld starts, so they cannot be added later with `scontrol reconfigure`.
+Each hook is a script in the cluster's directory that does nothing until a test installs a wrapper calling
+coldaisle, the way a site installs deploy/slurm/'s wrappers.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).parent / "data"
+SNIPPET = Path(__file__).resolve().parents[2] / "deploy" / "slurm" / "slurm.conf.coldaisle"
 HOOKS = ("healthcheck", "prolog", "prolog-ctld", "epilog")
 NOOP = "#!/bin/sh\nexit 0\n"
 
@@ -48,10 +49,18 @@ def _conf_with_hooks(root: Path, *args: object) -> str:
     for name in HOOKS:
         (hooks / name).write_text(NOOP)
         (hooks / name).chmod(0o755)
-    return _base_conf(root, *args) + (
-        f"HealthCheckProgram={hooks}/healthcheck\nHealthCheckInterval=1\n"
-        f"Prolog={hooks}/prolog\nPrologSlurmctld={hooks}/prolog-ctld\nEpilog={hooks}/epilog\n"
-        "SchedulerParameters=nohold_on_prolog_fail\n")
+    return _base_conf(root, *args) + documented_lines(hooks)
+
+
+def documented_lines(hooks: Path) -> str:
+    """deploy/slurm/slurm.conf.coldaisle, the lines docs/slurm.md tells sites to add, pointed at `hooks`
+    (and with a health check every second instead of every 30 s, so the tests are quick)."""
+    text = SNIPPET.read_text()
+    for wrapper, hook in (("coldaisle-healthcheck", "healthcheck"), ("coldaisle-prolog-slurmctld", "prolog-ctld"),
+                          ("coldaisle-prolog", "prolog"), ("coldaisle-epilog", "epilog")):
+        text = text.replace(f"/usr/local/sbin/{wrapper}\n", f"{hooks}/{hook}\n")
+    assert "/usr/local/sbin" not in text, text
+    return text.replace("HealthCheckInterval=30", "HealthCheckInterval=1")
 
 
 _IT._slurm_conf = _conf_with_hooks  # type: ignore[attr-defined]

@@ -158,7 +158,7 @@ def test_epilog_keeps_the_job_s_bundle_and_kernel_log(cluster: Any, hooks: Any, 
     hooks.install(cluster, "epilog", "slurm", "epilog", "--into", str(into), log=log)
     before, during = f"coldaisle-test before {uuid.uuid4()}", f"coldaisle-test during {uuid.uuid4()}"
     Path("/dev/kmsg").write_text(before + "\n")
-    time.sleep(1.5)  # StartTime has one-second resolution
+    time.sleep(2.5)  # StartTime has one-second resolution, and kmsg stamps follow a clock of their own
     failing = f"{sys.executable} -c 'import sys; sys.exit(3)'"
     job = _sbatch(cluster, "-D", str(work), "-o", "/dev/null", "--wrap",
                   f"echo '{during}' > /dev/kmsg; {sys.executable} -m coldaisle run --no-preflight -- {failing}")
