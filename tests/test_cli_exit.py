@@ -29,3 +29,10 @@ def test_success_exits_0() -> None:
     r = subprocess.run([sys.executable, "-m", "coldaisle.cli", "version"], capture_output=True, text=True,
                        timeout=60, check=False)
     assert r.returncode == 0 and r.stdout.strip()
+
+
+def test_a_usage_error_is_one_message_and_exit_2_not_a_traceback() -> None:
+    r = subprocess.run([sys.executable, "-m", "coldaisle.cli", "run", "--hang-timeout", "soon", "--", "true"],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2, r.stderr
+    assert "Invalid value" in r.stderr and "Traceback" not in r.stderr

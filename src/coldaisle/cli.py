@@ -216,6 +216,8 @@ def agent(
     duration: Annotated[float | None, typer.Option(help="Stop after this many (simulated) seconds.")] = None,
     signatures: Annotated[list[Path] | None, typer.Option(help="Site signature file(s) for the kernel log, in "
                                                                "`coldaisle triage`'s format (repeatable).")] = None,
+    bmc: Annotated[Path | None, typer.Option(help="BMC file for the `power_cycle` action (docs/systemd.md); "
+                                                  "without it power cycles are refused.")] = None,
 ) -> None:
     """Run the node agent (until SIGTERM/Ctrl-C)."""
     if ctx.invoked_subcommand is not None:
@@ -223,7 +225,7 @@ def agent(
     from coldaisle.agent.main import Options, run
 
     opts = Options(backend, scenario, node, speed, policy, enforce, listen, interval, audit, dcgm_names, webhook,
-                   priority, duration, list(signatures or []))
+                   priority, duration, list(signatures or []), bmc=bmc)
     raise typer.Exit(run(opts, lambda msg: err.print(escape(msg), soft_wrap=True)))
 
 
@@ -358,12 +360,11 @@ def main() -> None:
     except typer.Abort:
         err.print("Aborted.")
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # usage errors (typer's own click) arrive here in non-standalone mode
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):  # typer >= 0.29 vendors click: no import to test against
+            show()
+            sys.exit(code)
         raise
     sys.exit(rc if isinstance(rc, int) else 0)
 

@@ -243,3 +243,23 @@ def test_an_xid_reads_as_its_code_for_five_minutes_then_nan() -> None:
     ]
     assert XID_MEMORY_S == 300.0
     assert w.notes == []
+
+
+def test_the_agent_refuses_power_cycles_without_a_bmc_file_and_loads_one_that_enables_them(tmp_path) -> None:
+    """`do: power_cycle` reaches the BMC executor: refused (and audited) unless a BMC file enables it."""
+    from coldaisle.actions.interface import ActionKind, Decision, Status, Target
+    from coldaisle.agent.main import Options, build_executors
+    from coldaisle.sim.backend import SimBackend
+    from coldaisle.sim.replay import load_plan
+    from coldaisle.sim.twin import Twin
+
+    twin = Twin(load_plan("healthy-training"))
+    backend = SimBackend(twin)
+    d = Decision(0.0, "wedged", "critical", ActionKind.POWER_CYCLE, Target("train-01"))
+    off = build_executors(Options(backend="sim"), backend, twin, twin.clock)[ActionKind.POWER_CYCLE]
+    assert off.execute(d, dry_run=False).status == Status.REFUSED
+    bmc = tmp_path / "bmc.yaml"
+    bmc.write_text("enabled: true\nnodes:\n  train-01: {host: 127.0.0.1, user: admin, password_env: IPMI_PASSWORD}\n")
+    on = build_executors(Options(backend="sim", bmc=bmc), backend, twin, twin.clock)[ActionKind.POWER_CYCLE]
+    out = on.execute(d, dry_run=True)
+    assert out.status == Status.DRY_RUN and "chassis power cycle" in out.detail and "127.0.0.1" in out.detail

@@ -60,6 +60,7 @@ class Options:
     duration_s: float | None = None
     signatures: list[Path] = field(default_factory=list)  # site signature files for the kernel log (triage format)
     state: Path | None = None  # `coldaisle health` reads it (default: beside the audit log)
+    bmc: Path | None = None  # the BMC file for `power_cycle` (actions/bmc.py); none: power cycles are refused
 
 
 def apply_priority(mode: str) -> str:
@@ -120,7 +121,7 @@ def build_backend(o: Options) -> tuple[Backend, Clock, Any]:
         try:
             from coldaisle.telemetry.nvml import NvmlBackend
 
-            return NvmlBackend(), RealClock(), None
+            return NvmlBackend(node=o.node), RealClock(), None  # in a pod the hostname is not the node's name
         except BackendUnavailable as exc:
             if o.backend == "nvml":
                 raise
@@ -158,7 +159,12 @@ def build_executors(o: Options, backend: Backend, twin: Any, clock: Clock) -> di
         sig = ProcessSignaller(clock=clock)
         drain = SlurmDrain(clock=clock) if shutil.which("scontrol") or not os.environ.get(
             "KUBERNETES_SERVICE_HOST") else KubernetesDrain(clock=clock)
-    return ex | {ActionKind.SIGTERM: sig, ActionKind.SIGKILL: sig, ActionKind.DRAIN: drain}
+    from coldaisle.actions.bmc import BmcFile, IpmiPowerCycle, load_bmcs
+
+    # the out-of-band last rung: off (every power_cycle refused, and audited as such) unless a BMC file enables it
+    cycle = IpmiPowerCycle(load_bmcs(o.bmc) if o.bmc is not None else BmcFile(), clock=clock)
+    return ex | {ActionKind.SIGTERM: sig, ActionKind.SIGKILL: sig, ActionKind.DRAIN: drain,
+                 ActionKind.POWER_CYCLE: cycle}
 
 
 def enforcing(o: Options, lp: LoadedPolicy, twin: Any) -> bool:

@@ -22,7 +22,7 @@ from coldaisle.policy.context import EvalContext
 from coldaisle.policy.loader import CompiledRule
 from coldaisle.policy.targets import decisions_for
 
-DESTRUCTIVE = {ActionKind.SIGTERM, ActionKind.SIGKILL, ActionKind.DRAIN}
+DESTRUCTIVE = {ActionKind.SIGTERM, ActionKind.SIGKILL, ActionKind.DRAIN, ActionKind.POWER_CYCLE}
 
 
 @dataclass

@@ -132,9 +132,10 @@ def _overview(twin: Twin) -> Section:
         ("facility energy (with PUE)", f"{ph.facility_j / 3.6e6:,.0f} kWh"),
         ("peak PUE", f"{twin.recorder.view('pue').max():.2f}"),
     ))
+    acts = [f"{f.by}: {f.fault.replace('_', ' ')}" for f in plan.scenario.timeline if getattr(f, "by", None)]
+    who = f" but what people did in the scenario ({'; '.join(dict.fromkeys(acts))})" if acts else ""
     text = (f"{plan.scenario.description}\n\nSimulated {format_duration(twin.t)} of "
-            f"{plan.layout.n_gpus} GPUs in {plan.layout.n_racks} racks. Nothing intervened but the people "
-            "in the report: the SRE who cut rack 4's power and cancelled the job, and the facilities team.")
+            f"{plan.layout.n_gpus} GPUs in {plan.layout.n_racks} racks. Nothing intervened{who}.")
     tables = (check, bill) if rows else (bill,)
     return Section("What happened", text, tables=tables)
 
