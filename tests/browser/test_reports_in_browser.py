@@ -1,4 +1,5 @@
-"""The HTML reports (demo, triage, plan) open in a real headless Chromium with no console errors; each is screenshot.
+"""The HTML reports (demo, triage, plan, a run bundle) open in headless Chromium with no console errors; each is
+screenshot.
 
 Each report is made by the real CLI from the simulator's own data, loaded from file:// in a fresh tab, and checked
 for console errors and assertions, uncaught exceptions and browser log errors (a missing resource, a blocked
@@ -41,7 +42,12 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     _cli(d, "triage", "logs", "--html", "triage.html")
     _cli(d, "plan", "--model", "llama-3.1-8b", "--gpu", "h100-sxm-80gb", "--gpus", "8", "--tp", "8",
          "--html", "plan.html")
-    return {name: d / f"{name}.html" for name in ("demo", "triage", "plan")}
+    # a run bundle: a job whose GPUs spin in the 03:04 deadlock on the twin is stopped as a hang (exit 70)
+    run = subprocess.run([COLDAISLE, "run", "--backend", "sim", "--sim-node", "node-gpu-12", "--sim-start",
+                          "03:03:55", "--hang-timeout", "5", "--grace", "2", "--no-preflight", "--bundle", "bundle",
+                          "--", "sleep", "100"], cwd=d, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 70, run.stderr[-3000:]
+    return {**{name: d / f"{name}.html" for name in ("demo", "triage", "plan")}, "bundle": d / "bundle" / "report.html"}
 
 
 def _screenshot_ok(png: Path, min_height: int) -> None:
@@ -63,6 +69,7 @@ def _keep(png: Path) -> None:
     ("demo", ["node-gpu-88"]),
     ("triage", ["node-gpu-88"]),
     ("plan", ["llama"]),
+    ("bundle", ["collective spin", "GPU power"]),
 ])
 def test_report_opens_without_errors(chromium: Chromium, reports: dict[str, Path], tmp_path: Path, name: str,
                                      must_say: list[str]) -> None:

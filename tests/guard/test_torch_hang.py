@@ -68,6 +68,12 @@ def test_gloo_deadlock_is_declared_with_both_stacks_and_rank_1_named(tmp_path: P
     assert "all_reduce (torch/distributed/distributed_c10d.py" in rank0
     assert "next_batch_after_bad_one" in rank1 and "all_reduce (" not in rank1
     assert "straggler" in (bundle / "summary.md").read_text()
+    # the last minutes as a table and a plot: one row a second, the heartbeat ageing until the verdict
+    rows = (bundle / "telemetry.csv").read_text().splitlines()
+    assert rows[0].startswith("time_utc,job host memory (GiB),progress age (s),step") and len(rows) >= 15
+    ages = [float(r.split(",")[2]) for r in rows[1:] if r.split(",")[2]]  # empty before the first heartbeat
+    assert ages[-1] >= 15 and min(ages) < 2
+    assert "<svg" in (bundle / "report.html").read_text() and "Heartbeat" in (bundle / "report.html").read_text()
     # the Flight Recorder, dumped on request while stuck: rank 1 never entered the collective rank 0 waits in
     assert sorted(p.name for p in (bundle / "flight_recorder").iterdir()) == ["rank-0.json", "rank-1.json"]
     assert ev["flight_recorder_behind"] == ["1"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from coldaisle.guard.heartbeat import HeartbeatSnapshot
+from coldaisle.guard.recent import RecentTelemetry
 from coldaisle.guard.watch import Verdict
 
 
@@ -36,6 +37,7 @@ class Incident:
     heartbeats: HeartbeatSnapshot | None = None
     actions: list[str] = field(default_factory=list)  # what the supervisor did, in order
     flight_recorder: dict[str, bytes] = field(default_factory=dict)  # PyTorch NCCL trace dumps, by file name
+    telemetry: RecentTelemetry | None = None  # the last minutes: job memory, heartbeat, the job's GPUs
 
 
 def write_bundle(directory: Path, incident: Incident) -> Path:
@@ -66,6 +68,11 @@ def _write_files(tmp: Path, incident: Incident) -> None:
     (tmp / "heartbeats.json").write_text(_json(heartbeats_json(incident.heartbeats)), encoding="utf-8")
     (tmp / "verdict.json").write_text(_json(verdict_json(incident)), encoding="utf-8")
     (tmp / "summary.md").write_text(summary_markdown(incident), encoding="utf-8")
+    if incident.telemetry is not None and incident.telemetry.rows:
+        (tmp / "telemetry.csv").write_text(incident.telemetry.to_csv(), encoding="utf-8")
+    from coldaisle.guard.bundle_html import bundle_report  # matplotlib: loaded only when a bundle is written
+
+    (tmp / "report.html").write_text(bundle_report(incident), encoding="utf-8")
 
 
 def verdict_json(incident: Incident) -> dict[str, Any]:
@@ -98,7 +105,9 @@ def summary_markdown(incident: Incident) -> str:
     lines += _ranks_table(v.evidence.get("ranks"))
     lines += ["", "## Actions", ""] + ([f"- {a}" for a in incident.actions] or ["- none"])
     lines += ["", "## Files", "", f"- stacks/: {len(incident.stacks)} process(es)",
-              f"- output.log: the job's last {len(incident.output)} output lines", "- heartbeats.json, verdict.json"]
+              f"- output.log: the job's last {len(incident.output)} output lines", "- heartbeats.json, verdict.json",
+              "- telemetry.csv: the last minutes (job memory, heartbeat, the job's GPUs), one row a second",
+              "- report.html: this page with the telemetry plotted (opens offline)"]
     if incident.output:
         lines += ["", "## Last output", "", "```", *incident.output[-10:], "```"]
     return "\n".join(lines) + "\n"

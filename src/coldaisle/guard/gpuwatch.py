@@ -90,13 +90,14 @@ class GpuWatch:
         self.memory: dict[int, MemoryWatch] = {}
         self.policy = policy  # the agent's rules for this job (thermal, memory), when given
         self.last: Frame | None = None
+        self.last_devices = np.zeros(0, dtype=np.intp)  # the job's GPUs in `last`
 
     def check(self, t: float, pids: set[int], progress_age_s: float = math.nan) -> Verdict | None:
         """One sample; a hang, runaway-memory or policy (thermal ...) verdict, or None."""
         if self.before_sample is not None:
             self.before_sample()
         frame = self.last = self.backend.sample()
-        devices = job_devices(frame, pids, self.env)
+        devices = self.last_devices = job_devices(frame, pids, self.env)
         verdict = self.spin.add(t, frame, devices)
         if verdict is None and self.policy is not None:
             verdict = self.policy.check(frame, devices, pids, progress_age_s)

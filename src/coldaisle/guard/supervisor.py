@@ -33,6 +33,7 @@ from coldaisle.guard.output import OutputTee
 from coldaisle.guard.procs import RUN_ID_VAR, job_processes, total_rss_bytes
 from coldaisle.guard.ranks import RankView, analyse, rank_leads, stuck_in_io
 from coldaisle.guard.reap import ReapResult, reap
+from coldaisle.guard.recent import RecentTelemetry, gpu_values
 from coldaisle.guard.stacks import dump_stacks
 from coldaisle.guard.stackscan import parse_dump
 from coldaisle.guard.stackwatch import StackWatch
@@ -89,6 +90,7 @@ class Supervisor:
         self._flight: Path | None = None  # the run's Flight Recorder directory, set by child_env
         self.drain = drain  # called with a reason when a process survives SIGKILL (D state): drain the node
         self.gpu, self._gpu_failed = gpu, False
+        self.recent = RecentTelemetry()  # the last ten minutes, for the bundle
         # stacks alone: "on", "off", or "auto" (only while no rank reports progress and no GPU is watched)
         self.stack_mode, self.stacks = stack_watch, StackWatch(hang_timeout_s)
 
@@ -184,7 +186,21 @@ class Supervisor:
             verdict = self._judge_hang(proc, verdict)
         if verdict is None and self.memory is not None:
             verdict = self.memory.add(now, total_rss_bytes(members))
+        self._remember(proc, members)
         return verdict
+
+    def _remember(self, proc: subprocess.Popen[bytes], members: list[ProcessInfo]) -> None:
+        """One row of the last minutes' telemetry for the bundle (at most one a second)."""
+        t = self.clock.time()
+        if not self.recent.due(t):
+            return
+        ranks = self._snapshot.ranks if self._snapshot else ()
+        row = {"job host memory (GiB)": total_rss_bytes(members or self._members(proc)) / 2**30,
+               "progress age (s)": min((r.age_s for r in ranks), default=math.nan),
+               "step": float(max((r.step for r in ranks), default=math.nan))}
+        if self.gpu is not None:
+            row |= gpu_values(self.gpu.last, self.gpu.last_devices)
+        self.recent.add(t, row)
 
     def _stack_watch_on(self) -> bool:
         if self.stack_mode == "auto":
@@ -266,7 +282,8 @@ class Supervisor:
         bundle = None
         if verdict is not None:
             incident = Incident(verdict, self.cmd, started, self.clock.time(), code, status, stacks,
-                                self.tee.last_lines(), self._snapshot, list(self.actions), _files(flight))
+                                self.tee.last_lines(), self._snapshot, list(self.actions), _files(flight),
+                                self.recent)
             bundle = write_bundle(self.bundle_dir, incident)
             self.say(f"incident bundle written to {bundle}")
         return RunResult(code, verdict, bundle, status, tuple(self.actions))
