@@ -178,12 +178,10 @@ class Supervisor:
             members = members or self._members(proc)
             self._stacks = dump_stacks([p.pid for p in members])
             verdict = self.stacks.add(now, self._rank_views(members))
-        if verdict is None or verdict.kind != Kind.HANG:
-            self._io_since = None if verdict is None else self._io_since
-        elif now < self._next_look:
-            verdict = None  # waiting on a rank in I/O: look again later, not at every tick
-        else:
-            verdict = self._judge_hang(proc, verdict)
+        if verdict is None:
+            self._io_since, self._next_look = None, 0.0  # progressing again: an I/O wait is over
+        elif verdict.kind == Kind.HANG:  # while waiting on a rank in I/O, look again later, not at every tick
+            verdict = None if now < self._next_look else self._judge_hang(proc, verdict)
         if verdict is None and self.memory is not None:
             verdict = self.memory.add(now, total_rss_bytes(members))
         self._remember(proc, members)
