@@ -79,3 +79,39 @@ def test_resolver_on_this_machine() -> None:
 
     ref = JobResolver().resolve(os.getpid())
     assert ref is not None and ref.cgroup.startswith("/")
+
+
+def test_the_agent_reads_a_supervised_jobs_heartbeat_as_progress_age_and_latency(tmp_path: Path) -> None:
+    """A real process launched the way `coldaisle run` launches one (COLDAISLE_HEARTBEAT, in a Slurm job)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    from coldaisle.agent.procjobs import ProcJobs
+    from coldaisle.telemetry.frame import DeviceInfo, Frame, ProcessRows
+
+    hb = tmp_path / "hb"
+    hb.mkdir()
+    job = ("import coldaisle, time\n"
+           "for s in (0.1, 0.2, 0.4):\n    coldaisle.latency(s)\n"
+           "coldaisle.progress(step=7)\nprint('ready', flush=True)\ntime.sleep(30)\n")
+    env = {**os.environ, "COLDAISLE_HEARTBEAT": str(hb), "SLURM_JOB_ID": "4242", "RANK": "0"}
+    proc = subprocess.Popen([sys.executable, "-c", job], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        dev = DeviceInfo("n1", 0, "GPU-x", "H100", 80 << 30, 700.0, 700.0, 200.0, 87.0, 92.0)
+        kw = Frame.blank((dev,), time.time(), time.monotonic())
+        kw["processes"] = ProcessRows(np.array([0], np.int32), np.array([proc.pid], np.int64), np.array([1e9]))
+        jobs = ProcJobs().jobs(Frame(**kw))  # type: ignore[arg-type]
+        assert list(jobs.names) == ["slurm:4242"]
+        age = float(jobs.values["job_progress_age_s"][0])
+        assert 0.2 <= age < 10
+        assert float(jobs.values["job_latency_p99_s"][0]) == pytest.approx(0.4, rel=0.05)
+        assert float(jobs.values["job_latency_p50_s"][0]) == pytest.approx(0.2, rel=0.05)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -29,6 +29,7 @@ class JobRef:
     slurm_job: str | None
     pod_uid: str | None
     cgroup: str
+    heartbeat: str | None = None  # COLDAISLE_HEARTBEAT: where `coldaisle run` reads its ranks' progress
 
     @property
     def job_label(self) -> str:
@@ -130,11 +131,9 @@ class JobResolver:
             ref = parse_cgroup((base / "cgroup").read_text(errors="replace"))
         except OSError:
             ref = NO_JOB
-        if ref.slurm_job is None:
-            try:
-                job = parse_environ((base / "environ").read_bytes()).get("SLURM_JOB_ID")
-            except OSError:  # gone, or not ours to read (environ needs ptrace access)
-                job = None
-            if job:
-                ref = JobRef(job, ref.pod_uid, ref.cgroup)
-        return ref
+        try:
+            env = parse_environ((base / "environ").read_bytes())
+        except OSError:  # gone, or not ours to read (environ needs ptrace access)
+            env = {}
+        return JobRef(ref.slurm_job or env.get("SLURM_JOB_ID") or None, ref.pod_uid, ref.cgroup,
+                      env.get("COLDAISLE_HEARTBEAT") or None)

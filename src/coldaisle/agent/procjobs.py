@@ -1,10 +1,17 @@
-"""Job attribution on a real node: each GPU process's Slurm job (or pod) from /proc, as the engine's Jobs."""
+"""Job attribution on a real node: each GPU process's Slurm job (or pod) from /proc, as the engine's Jobs.
+
+A job launched by `coldaisle run` also carries its heartbeat directory in its environment; the agent reads
+it too, so `job_progress_age_s` and the serving latency percentiles become rule inputs and metrics.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from coldaisle.agent.jobs import JobResolver
+from coldaisle.agent.jobs import JobRef, JobResolver
+from coldaisle.guard.heartbeat import HeartbeatReader
 from coldaisle.policy.context import Jobs
 from coldaisle.telemetry.frame import Frame
 
@@ -14,6 +21,7 @@ class ProcJobs:
 
     def __init__(self, proc: str = "/proc") -> None:
         self.resolver = JobResolver(proc)
+        self._readers: dict[str, HeartbeatReader] = {}
 
     def jobs(self, frame: Frame) -> Jobs:
         """Attribution for this Frame (cached per pid and start time by the resolver)."""
@@ -26,7 +34,37 @@ class ProcJobs:
         of_device = np.full(len(frame), -1, dtype=np.intp)
         for row in range(len(pids) - 1, -1, -1):  # first process on a device wins
             of_device[int(frame.processes.device[row])] = of_process[row]
-        return Jobs(names, of_device, of_process, {})
+        return Jobs(names, of_device, of_process, self._progress(names, pids, refs, labels))
+
+    def _progress(self, names: list[str], pids: list[int], refs: dict[int, JobRef],
+                  labels: list[str | None]) -> dict[str, np.ndarray]:
+        """Per job: seconds since its freshest rank progressed, and its ranks' worst latency p50/p99 (NaN: none)."""
+        dirs: dict[str, set[str]] = {}
+        for pid, label in zip(pids, labels, strict=True):
+            ref = refs.get(pid)
+            if label and ref is not None and ref.heartbeat:
+                dirs.setdefault(label, set()).add(ref.heartbeat)
+        for stale in self._readers.keys() - set().union(*dirs.values()):
+            del self._readers[stale]  # the job ended: forget its reader
+        out = {k: np.full(len(names), math.nan) for k in ("job_progress_age_s", "job_latency_p50_s",
+                                                          "job_latency_p99_s")}
+        for i, name in enumerate(names):
+            ranks = [r for d in sorted(dirs.get(name, ())) for r in self._reader(d).read().ranks]
+            if ranks:
+                out["job_progress_age_s"][i] = min(r.age_s for r in ranks)
+                out["job_latency_p50_s"][i] = _worst([r.latency_p50_s for r in ranks])
+                out["job_latency_p99_s"][i] = _worst([r.latency_p99_s for r in ranks])
+        return out
+
+    def _reader(self, path: str) -> HeartbeatReader:
+        if path not in self._readers:
+            self._readers[path] = HeartbeatReader(path)
+        return self._readers[path]
+
+
+def _worst(values: list[float]) -> float:
+    known = [v for v in values if not math.isnan(v)]
+    return max(known) if known else math.nan
 
 
 def _label(ref: object) -> str | None:

@@ -39,6 +39,8 @@ NODE = {
 
 JOB = {
     "job_progress_age_s": "seconds since the job last reported progress (NaN when no progress source)",
+    "job_latency_p50_s": "median request latency a serving job reports (`coldaisle.latency()`; worst rank)",
+    "job_latency_p99_s": "99th percentile request latency a serving job reports (worst rank; NaN when none)",
 }
 
 CONSTANTS = {
