@@ -46,7 +46,9 @@ def _samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
 def _full(node_backend: SimBackend, dcgm: bool = True) -> str:
     c = FrameCollector("train-01", dcgm_names=dcgm)
     c.update(node_backend.sample(), host=HostProbe(DATA / "proc").sample(),
-             agent_state=AgentStats(12, 0.004, 1.7e9, 1, 0, {("power_cap", "done"): 2}))
+             agent_state=AgentStats(12, 0.004, 1.7e9, 1, 0, {("power_cap", "done"): 2}),
+             job_values={"slurm:4242": {"job_progress_age_s": 3.5, "job_latency_p50_s": 0.2,
+                                        "job_latency_p99_s": 45.0}})
     return exposition(c.registry)
 
 
@@ -204,3 +206,12 @@ def test_promtool_accepts_the_native_exposition(node_backend: SimBackend) -> Non
                 if line.strip() and not line.startswith("coldaisle_host_processes_d_state ")]
     assert findings == [], f"promtool's lint found naming problems:\n{output}"
     assert done.returncode == 0 or "abbreviated units" in output
+
+
+def test_job_series_carry_progress_age_and_latency_quantiles(node_backend: SimBackend) -> None:
+    """The report's p99 of 45 s, from a serving job's coldaisle.latency() calls, as a scrapeable series."""
+    text = _full(node_backend, dcgm=False)
+    want = [({"node": "train-01", "workload": "slurm:4242"}, 3.5)]
+    assert _samples(text, "coldaisle_job_progress_age_seconds") == want
+    assert [v for _, v in _samples(text, "coldaisle_job_latency_p50_seconds")] == [0.2]
+    assert [v for _, v in _samples(text, "coldaisle_job_latency_p99_seconds")] == [45.0]

@@ -24,7 +24,7 @@ def test_native_names_follow_prometheus_practice() -> None:
     for m in CATALOG:
         if m.group is Group.DCGM:
             continue
-        assert re.fullmatch(r"coldaisle_(gpu|host|agent)_[a-z0-9_]+", m.name), m.name
+        assert re.fullmatch(r"coldaisle_(gpu|host|agent|job)_[a-z0-9_]+", m.name), m.name
         assert m.unit in _BASE_UNITS, m
         assert m.name.endswith("_total") == (m.kind is Kind.COUNTER), m.name
         if m.unit:

@@ -50,6 +50,8 @@ class _Snapshot:
     xid_count: Mapping[str, int]
     #: Frame.unsupported grouped by column: {column: [device, ...]}.
     unsupported: Mapping[str, list[int]]
+    #: job label -> {job_progress_age_s, job_latency_p50_s, job_latency_p99_s} (jobs with a heartbeat)
+    job_values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 class FrameCollector:
@@ -64,7 +66,8 @@ class FrameCollector:
         self.registry.register(self)
 
     def update(self, frame: Frame, host: HostSample | None = None, agent_state: AgentStats | None = None,
-               jobs: Mapping[int, JobRef] | None = None) -> None:
+               jobs: Mapping[int, JobRef] | None = None,
+               job_values: Mapping[str, Mapping[str, float]] | None = None) -> None:
         """Make `frame` (and the host, agent and job readings beside it) what the next scrape shows."""
         prev = self._snap
         last_xid = prev.last_xid if prev else {}
@@ -80,7 +83,8 @@ class FrameCollector:
         for column, device in frame.unsupported:
             if 0 <= device < len(frame):
                 unsupported.setdefault(column, []).append(device)
-        self._snap = _Snapshot(frame, host, agent_state, jobs or {}, last_xid, counts, unsupported)
+        self._snap = _Snapshot(frame, host, agent_state, jobs or {}, last_xid, counts, unsupported,
+                               job_values or {})
 
     def describe(self) -> list[Metric]:
         """Nothing to pre-register: names are checked against the catalog by the tests, not at registration."""
@@ -96,7 +100,8 @@ class FrameCollector:
         for m in CATALOG:
             if m.group is Group.DCGM and not self.dcgm_names:
                 continue
-            if (m.group is Group.HOST and snap.host is None) or (m.group is Group.AGENT and snap.agent is None):
+            if (m.group is Group.HOST and snap.host is None) or (m.group is Group.AGENT and snap.agent is None) or (
+                    m.group is Group.JOB and not snap.job_values):
                 continue
             fam = Metric(m.family, m.help, m.kind.value, m.unit if m.family.endswith(f"_{m.unit}") else "")
             sample_name = m.name
@@ -104,6 +109,8 @@ class FrameCollector:
                 self._per_device(fam, sample_name, m, snap, dcgm_labels if m.group is Group.DCGM else gpu_labels)
             elif m.group is Group.PROCESS:
                 self._processes(fam, sample_name, snap, gpu_labels)
+            elif m.group is Group.JOB:
+                self._jobs(fam, sample_name, m, snap)
             else:
                 self._node(fam, sample_name, m, snap)
             yield fam
@@ -172,6 +179,14 @@ class FrameCollector:
             job = snap.jobs.get(pid)
             fam.samples.append(Sample(name, {**labels[dev], "pid": str(pid), "slurm_job": job.job_label if job else "",
                                              "pod_uid": job.pod_label if job else ""}, used))
+
+    def _jobs(self, fam: Metric, name: str, m: PromMetric, snap: _Snapshot) -> None:
+        """One series per job; a job with no reading has no series."""
+        for job, values in sorted(snap.job_values.items()):
+            value = float(values.get(m.source, math.nan))
+            if not math.isnan(value):
+                # `job` is Prometheus's own target label: the workload is `slurm:<id>` or `pod:<uid>`
+                fam.samples.append(Sample(name, {"node": self.node, "workload": job}, value))
 
     def _node(self, fam: Metric, name: str, m: PromMetric, snap: _Snapshot) -> None:
         source: Any = snap.host if m.group is Group.HOST else snap.agent

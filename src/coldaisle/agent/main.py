@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import signal
 import socket
@@ -291,7 +292,8 @@ def _agent(backend: Backend, lp: LoadedPolicy, runner: ActionRunner, clock: Cloc
         stats = AgentStats(agent.stats.samples, agent.stats.last_duration_s, agent.stats.last_wall,
                            sum(v.pending for v in views), sum(v.firing for v in views),
                            {(str(a), str(s)): n for (a, s), n in runner.counts.items()})
-        collector.update(frame, host=last.get("host"), agent_state=stats)
+        collector.update(frame, host=last.get("host"), agent_state=stats,
+                         jobs=getattr(jobs, "last_refs", None), job_values=_job_values(jobs_))
 
     agent = Agent(backend, lp, runner, clock, interval_s=o.interval_s, nodes=nodes, jobs=jobs,
                   on_tick=on_tick, note=audit.note)
@@ -299,6 +301,16 @@ def _agent(backend: Backend, lp: LoadedPolicy, runner: ActionRunner, clock: Cloc
         last["kernel"].on_xid = agent.inject_xid
         last["kernel"].start()
     return agent
+
+
+def _job_values(jobs: Any) -> dict[str, dict[str, float]]:
+    """Per job label, the heartbeat values the job view read (only jobs with at least one)."""
+    out: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(jobs.names):
+        row = {k: float(v[i]) for k, v in jobs.values.items() if k.startswith("job_") and i < len(v)}
+        if any(not math.isnan(v) for v in row.values()):  # at least one reading
+            out[name] = row
+    return out
 
 
 def _kernel_watch(o: Options, node: str, backend: Backend, clock: Clock, audit: AuditLog) -> Any:

@@ -37,6 +37,7 @@ class Group(StrEnum):
     PROCESS = "process"  # always declared: one series per GPU process of the latest Frame
     HOST = "host"  # when the loop passes a HostSample
     AGENT = "agent"  # when the loop passes AgentStats
+    JOB = "job"  # one series per running job with a heartbeat (coldaisle run): progress age, latencies
     DCGM = "dcgm"  # when the exporter is built with dcgm_names=True
 
 
@@ -166,6 +167,12 @@ CATALOG: tuple[PromMetric, ...] = (
        "rules_firing"),
     _g("coldaisle_agent_actions_total", "Actions the agent took, by action and outcome status", _AGENT, "actions",
        kind=Kind.COUNTER, labels=(*NODE_LABELS, "action", "status")),
+    _g("coldaisle_job_progress_age_seconds", "Seconds since the job's freshest rank reported progress "
+       "(coldaisle.progress(); jobs launched by coldaisle run)", Group.JOB, "job_progress_age_s", unit="seconds",
+       labels=(*NODE_LABELS, "workload")),
+    *(_g(f"coldaisle_job_latency_{q}_seconds", f"{q} of the request latencies a serving job reports "
+         "(coldaisle.latency(), last 256 per rank), worst rank", Group.JOB, f"job_latency_{q}_s", unit="seconds",
+         labels=(*NODE_LABELS, "workload")) for q in ("p50", "p99")),
     # dcgm-exporter aliases. Its counters are named without `_total`, which prometheus_client only allows as
     # untyped; Prometheus and Grafana read them the same way (rate() works on untyped series).
     _g("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", _DCGM, "sm_clock_mhz"),

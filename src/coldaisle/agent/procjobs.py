@@ -22,11 +22,12 @@ class ProcJobs:
     def __init__(self, proc: str = "/proc") -> None:
         self.resolver = JobResolver(proc)
         self._readers: dict[str, HeartbeatReader] = {}
+        self.last_refs: dict[int, JobRef] = {}  # pid -> job of the latest Frame, for the exporter's labels
 
     def jobs(self, frame: Frame) -> Jobs:
         """Attribution for this Frame (cached per pid and start time by the resolver)."""
         pids = [int(p) for p in frame.processes.pid]
-        refs = self.resolver.resolve_all(pids)
+        refs = self.last_refs = self.resolver.resolve_all(pids)
         labels = [(_label(refs.get(p))) for p in pids]
         names = sorted({x for x in labels if x})
         index = {n: i for i, n in enumerate(names)}
