@@ -47,8 +47,8 @@ def peak_rss_mib() -> float:
 
 def part_replay(protected: bool) -> dict[str, Any]:
     """The 72-hour prometheus-unbound replay, protected or not."""
-    from coldaisle.sim.protected import guarded_replay
-    from coldaisle.sim.replay import load_plan, replay
+    from coldaisle.replay.protected import guarded_replay
+    from coldaisle.sim.run import load_plan, replay
 
     plan = load_plan("prometheus-unbound")
     rss0 = rss_mib()
@@ -68,7 +68,7 @@ def part_replay(protected: bool) -> dict[str, Any]:
 
 def soak_plan(hours: float) -> Any:
     """healthy-training with its duration stretched to `hours` (the job has no end, so it trains throughout)."""
-    from coldaisle.sim.replay import load_plan
+    from coldaisle.sim.run import load_plan
     from coldaisle.sim.scenario import find_scenario
 
     text = Path(find_scenario("healthy-training")).read_text(encoding="utf-8")
@@ -81,7 +81,7 @@ def soak_plan(hours: float) -> Any:
 
 def part_soak(hours: float, protected: bool) -> dict[str, Any]:
     """RSS after every simulated hour of the soak (agent attached, or the bare twin)."""
-    from coldaisle.sim.protected import protect
+    from coldaisle.replay.protected import protect
     from coldaisle.sim.twin import Twin
 
     plan = soak_plan(hours)
@@ -122,8 +122,8 @@ def slope(ys: list[float]) -> float:
 
 def part_profile(hours: float, top: int) -> dict[str, Any]:
     """cProfile of the protected replay's first `hours`: the top functions by own time and by cumulative time."""
-    from coldaisle.sim.protected import guarded_replay
-    from coldaisle.sim.replay import load_plan
+    from coldaisle.replay.protected import guarded_replay
+    from coldaisle.sim.run import load_plan
 
     plan = load_plan("prometheus-unbound")
     prof = cProfile.Profile()

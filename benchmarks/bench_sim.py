@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from coldaisle.sim.replay import load_plan
+from coldaisle.sim.run import load_plan
 from coldaisle.sim.twin import Twin
 
 

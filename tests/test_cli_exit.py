@@ -36,3 +36,18 @@ def test_a_usage_error_is_one_message_and_exit_2_not_a_traceback() -> None:
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2, r.stderr
     assert "Invalid value" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_unknown_backend_is_the_same_usage_error_in_every_command(tmp_path: Path) -> None:
+    """Drift caught: agent, run and top exited 2 on `--backend bogus`, preflight 3. One parser now: exit 2."""
+    commands = {
+        "agent": ["agent", "--backend", "bogus", "--audit", str(tmp_path / "a.jsonl"), "--priority", "normal"],
+        "run": ["run", "--no-preflight", "--backend", "bogus", "--", "true"],
+        "top": ["top", "--backend", "bogus", "--once"],
+        "preflight": ["preflight", "--backend", "bogus"],
+    }
+    for name, argv in commands.items():
+        r = subprocess.run([sys.executable, "-m", "coldaisle.cli", *argv], capture_output=True, text=True,
+                           timeout=120, check=False)
+        assert r.returncode == 2, (name, r.stdout, r.stderr)
+        assert "unknown backend 'bogus'" in r.stderr and "Traceback" not in r.stderr, (name, r.stderr)

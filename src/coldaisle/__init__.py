@@ -6,7 +6,7 @@ if TYPE_CHECKING:  # checkers see the real signatures; at run time they load on 
     from coldaisle.guard.heartbeat import latency as latency
     from coldaisle.guard.heartbeat import progress as progress
 
-__version__ = "0.1.0"
+from coldaisle.version import __version__ as __version__
 
 
 def __getattr__(name: str) -> object:  # lazy: `import coldaisle` stays cheap

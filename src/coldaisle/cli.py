@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from coldaisle import __version__
 from coldaisle.errors import ColdaisleError
 from coldaisle.health.command import health_command, slurm_app
 from coldaisle.plan.cli import plan_command
 from coldaisle.preflight.command import preflight as preflight_command
 from coldaisle.top.command import top_command
 from coldaisle.triage.command import triage_command
+from coldaisle.version import __version__
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Keep GPU clusters from cooking themselves and jobs from failing silently.")
@@ -49,9 +49,9 @@ def _progress(console: Console, label: str) -> Progress:
 def _run(plan_name: str, until: str | None, console: Console, label: str, policy: str | None = None,
          audit: Path | None = None):  # type: ignore[no-untyped-def]
     """Replay a scenario with a progress bar; with `policy`, the agent enforces it (returns a Guarded)."""
-    from coldaisle.sim.protected import guarded_replay
-    from coldaisle.sim.replay import load_plan, parse_until, replay
-    from coldaisle.sim.summary import iso
+    from coldaisle.replay.protected import guarded_replay
+    from coldaisle.replay.summary import iso
+    from coldaisle.sim.run import load_plan, parse_until, replay
 
     plan = load_plan(plan_name)
     until_s = parse_until(until, plan)
@@ -77,37 +77,29 @@ def sim_run(
     logs: Annotated[Path | None, typer.Option(help="Write every node's logs, in real formats, here.")] = None,
 ) -> None:
     """Run SCENARIO on the twin (protected by --policy, if given) and print what happened."""
+    from coldaisle.replay.demo import build_report, protected_report
+    from coldaisle.replay.summary import summarize
     from coldaisle.report import render_terminal
-    from coldaisle.sim.demo import build_report
-    from coldaisle.sim.summary import summarize
 
     result = _run(scenario, until, err, "simulating", policy, audit)
     guarded = result if policy is not None else None
     twin = guarded.twin if guarded is not None else result
     if logs is not None:
-        from coldaisle.sim.replay import write_logs
+        from coldaisle.sim.run import write_logs
 
         write_logs(twin, logs)
         err.print(f"logs written to {logs}/")
     if as_json:
         summary = summarize(twin)
         if guarded is not None:
-            from coldaisle.sim.summary import audit_records
+            from coldaisle.replay.summary import audit_records
 
             summary["policy"] = guarded.policy.source
             summary["audit_log"] = str(guarded.audit_path)
             summary["decisions"], summary["outcomes"] = audit_records(guarded.audit_path)
         sys.stdout.write(json.dumps(summary, indent=1) + "\n")
         return
-    render_terminal(build_report(twin) if guarded is None else _protected_report(guarded), out)
-
-
-def _protected_report(g):  # type: ignore[no-untyped-def]
-    from coldaisle.report import Report
-    from coldaisle.sim.demo import _actions, _curves, _overview, _timeline
-
-    return Report(f"coldaisle sim run: {g.twin.plan.scenario.name}", f"protected by {g.policy.source}", 0.0,
-                  (_overview(g.twin), _actions(g), _curves(g.twin, "protected"), _timeline(g.twin)))
+    render_terminal(build_report(twin) if guarded is None else protected_report(guarded), out)
 
 
 @sim_app.command("test")
@@ -116,7 +108,7 @@ def sim_test(
     scenarios: Annotated[list[str], typer.Argument(help="Scenario files or shipped names, with `expect:` lists.")],
 ) -> None:
     """Run each SCENARIO protected by POLICY and check the expectations written in it (exit 1 if any fails)."""
-    from coldaisle.sim.expect import check_all
+    from coldaisle.replay.expect import check_all
 
     failed = 0
     for name in scenarios:
@@ -141,8 +133,8 @@ def demo(
     policy: Annotated[str, typer.Option(help="Policy for the protected run (`default`).")] = "default",
 ) -> None:
     """Replay the incident on the simulator without and with coldaisle, in the terminal and as HTML."""
+    from coldaisle.replay.demo import build_report
     from coldaisle.report import render_terminal, write_html
-    from coldaisle.sim.demo import build_report
 
     twin = _run(scenario, until, out, "replaying the incident, unprotected")
     guarded = _run(scenario, until, out, "replaying it again, protected by coldaisle", policy)
@@ -222,9 +214,9 @@ def agent(
     """Run the node agent (until SIGTERM/Ctrl-C)."""
     if ctx.invoked_subcommand is not None:
         return
-    from coldaisle.agent.main import Options, run
+    from coldaisle.agent.main import AgentOptions, run
 
-    opts = Options(backend, scenario, node, speed, policy, enforce, listen, interval, audit, dcgm_names, webhook,
+    opts = AgentOptions(backend, scenario, node, speed, policy, enforce, listen, interval, audit, dcgm_names, webhook,
                    priority, duration, list(signatures or []), bmc=bmc)
     raise typer.Exit(run(opts, lambda msg: err.print(escape(msg), soft_wrap=True)))
 
@@ -297,10 +289,14 @@ def run(
     except UnitError as exc:
         raise ColdaisleError(f"--memory-limit: {exc}", exit_code=2) from None
     from coldaisle.guard.escalate import drain_hook
-    from coldaisle.guard.supervisor import check_executable
+    from coldaisle.guard.launch import check_executable
 
     if stack_watch not in ("auto", "on", "off"):
         raise ColdaisleError(f"--stack-watch: unknown mode {stack_watch!r}", hint="auto, on or off", exit_code=2)
+    from coldaisle.telemetry.backend import BackendKind
+
+    BackendKind.parse(backend)  # usage errors before any gate runs
+    drain_hook(drain)
 
     if ctx.args:  # a missing program is one error line, before any gate speaks
         check_executable(ctx.args[0], os.environ.get("PATH", os.defpath))
@@ -330,10 +326,10 @@ def _plan_gate(path: Path) -> None:
 
 def _preflight_gate() -> None:
     """`coldaisle run` refuses a job that preflight fails (a known-deadlocking NCCL, a broken RPATH ...)."""
-    from coldaisle.preflight import Options, run_preflight
+    from coldaisle.preflight import PreflightOptions, run_preflight
     from coldaisle.preflight.render import render_table
 
-    report = run_preflight(Options())
+    report = run_preflight(PreflightOptions())
     if report.failed:
         render_table(report, err)
         raise ColdaisleError("preflight failed: the job was not started",

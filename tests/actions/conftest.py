@@ -28,12 +28,6 @@ def data() -> Path:
     return DATA
 
 
-@pytest.fixture
-def proc_tree() -> Path:
-    """The captured /proc tree (see tests/data/actions/README.md)."""
-    return DATA / "proc"
-
-
 def state_of(pid: int) -> str | None:
     """The process's state letter, or None when /proc no longer lists it."""
     try:

@@ -129,9 +129,9 @@ def test_every_executor_meets_the_protocol(tmp_path: Path, receiver) -> None:
     from coldaisle.actions.k8s import KubernetesDrain
     from coldaisle.actions.notify import LogNotifier
     from coldaisle.actions.powercap import PowerCapper
-    from coldaisle.actions.sim import SimDrain, SimSignaller
     from coldaisle.sim.backend import SimBackend
-    from coldaisle.sim.replay import load_plan
+    from coldaisle.sim.executors import SimDrain, SimSignaller
+    from coldaisle.sim.run import load_plan
     from coldaisle.sim.twin import Twin
 
     twin = Twin(load_plan("single-node-fan-failure"))

@@ -7,7 +7,7 @@ import pytest
 from coldaisle.actions.interface import ActionKind, Decision, Status, Target
 from coldaisle.actions.powercap import PowerCapper
 from coldaisle.sim.backend import SimBackend
-from coldaisle.sim.replay import load_plan
+from coldaisle.sim.run import load_plan
 from coldaisle.sim.twin import Twin
 
 NODE = "gpu-node-01"

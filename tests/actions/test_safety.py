@@ -1,60 +1,13 @@
-"""/proc parsing, the never-kill list, the rate limiter and the drain circuit breaker."""
+"""The never-kill list, the rate limiter and the drain circuit breaker."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from coldaisle.actions.safety import (
-    CircuitBreaker,
-    KillPolicy,
-    NeverKill,
-    ProcessInfo,
-    RateLimiter,
-    group_members,
-    parse_stat,
-)
+from coldaisle.actions.safety import CircuitBreaker, KillPolicy, NeverKill, RateLimiter
 from coldaisle.telemetry.clock import SimClock
-
-
-def test_stat_with_spaces_and_parentheses_in_comm(proc_tree: Path) -> None:
-    info = ProcessInfo.read(12850, proc_tree)
-    assert info is not None
-    assert info.comm == "my) job (x"
-    assert (info.state, info.ppid, info.pgid, info.session) == ("S", 12801, 12801, 12801)
-    assert info.starttime == 25919417
-    assert info.uid == 1000
-    assert info.cmdline == ("python3", "-m", "my_job.helper")
-
-
-def test_d_state_process_from_captured_tree(proc_tree: Path) -> None:
-    info = ProcessInfo.read(12849, proc_tree)
-    assert info is not None
-    assert (info.comm, info.state, info.starttime, info.kernel_thread) == ("python3", "D", 25919000, False)
-
-
-def test_kernel_threads_detected_by_flag_and_parent(proc_tree: Path) -> None:
-    kthreadd, kworker, systemd = (ProcessInfo.read(p, proc_tree) for p in (2, 143, 1))
-    assert kthreadd and kthreadd.kernel_thread and kthreadd.cmdline == ()
-    assert kworker and kworker.kernel_thread and kworker.comm == "kworker/u64:3-events_unbound"
-    assert systemd and not systemd.kernel_thread
-
-
-def test_reads_this_process_from_real_proc() -> None:
-    info = ProcessInfo.read(os.getpid())
-    assert info is not None
-    assert info.pid == os.getpid() and info.ppid == os.getppid() and info.pgid == os.getpgrp()
-    assert info.uid == os.getuid() and info.state == "R"
-    stat = Path(f"/proc/{os.getpid()}/stat").read_text()
-    assert info.starttime == int(stat.rpartition(")")[2].split()[19])
-
-
-def test_missing_process_reads_as_none(proc_tree: Path) -> None:
-    assert ProcessInfo.read(99999, proc_tree) is None
-
-
-def test_group_members_scan(proc_tree: Path) -> None:
-    assert [p.pid for p in group_members(12801, proc_tree)] == [12801, 12849, 12850]
+from coldaisle.telemetry.procfs import ProcessInfo, parse_stat
 
 
 def test_never_kill_refuses_what_the_policy_does_not_name(proc_tree: Path) -> None:

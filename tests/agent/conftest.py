@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from coldaisle.sim.backend import SimBackend
-from coldaisle.sim.replay import load_plan
+from coldaisle.sim.run import load_plan
 from coldaisle.sim.twin import Twin
 
 

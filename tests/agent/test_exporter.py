@@ -18,10 +18,10 @@ from prometheus_client.registry import CollectorRegistry
 from coldaisle.agent.exporter import AgentStats, FrameCollector
 from coldaisle.agent.host import HostProbe
 from coldaisle.agent.jobs import JobRef
-from coldaisle.agent.metrics_catalog import Group, names
 from coldaisle.sim.backend import SimBackend
 from coldaisle.sim.twin import Twin
 from coldaisle.telemetry.frame import ThrottleReason
+from coldaisle.telemetry.metrics_catalog import MetricGroup, names
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "agent"
 
@@ -55,7 +55,7 @@ def _full(node_backend: SimBackend, dcgm: bool = True) -> str:
 def test_scrape_emits_exactly_the_catalog(node_backend: SimBackend) -> None:
     c = FrameCollector("train-01")
     c.update(node_backend.sample())
-    assert scraped_names(exposition(c.registry)) == names(Group.GPU, Group.PROCESS)
+    assert scraped_names(exposition(c.registry)) == names(MetricGroup.GPU, MetricGroup.PROCESS)
 
 
 def test_scrape_with_host_agent_and_dcgm_emits_the_whole_catalog(node_backend: SimBackend) -> None:

@@ -13,7 +13,6 @@ import pytest
 from coldaisle.agent.host import (
     HostProbe,
     HostSample,
-    count_d_state,
     parse_pressure,
     parse_stat_intr,
     parse_vmstat,
@@ -49,23 +48,6 @@ def test_parse_vmstat_and_stat() -> None:
 
 def _stat(pid: int, comm: str, state: str) -> str:
     return f"{pid} ({comm}) {state} 1 {pid} {pid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 1234 0 0\n"
-
-
-def test_count_d_state_with_weird_comm_names(tmp_path: Path) -> None:
-    procs = {1: ("systemd", "S"), 2: ("kworker/u8:2-events_unbound", "I"), 10: ("python3", "D"),
-             11: ("a) D (b", "S"),  # a comm that looks like a state: the last ')' decides
-             12: ("tmux: server", "D"), 13: ("(sd-pam)", "S"), 14: (") R (", "D"), 15: ("x" * 15, "Z")}
-    for pid, (comm, state) in procs.items():
-        (tmp_path / str(pid)).mkdir()
-        (tmp_path / str(pid) / "stat").write_text(_stat(pid, comm, state))
-    (tmp_path / "self").mkdir()  # non-numeric entries are ignored
-    (tmp_path / "99").mkdir()  # a process that exited between readdir and open: no stat file
-    (tmp_path / "meminfo").write_text("MemTotal: 1 kB\n")
-    assert count_d_state(tmp_path) == 3
-
-
-def test_count_d_state_on_a_missing_root(tmp_path: Path) -> None:
-    assert count_d_state(tmp_path / "nope") == 0
 
 
 def _copy_proc(tmp_path: Path) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from coldaisle.agent.jobs import JobRef, JobResolver, parse_cgroup, parse_environ, parse_starttime
+from coldaisle.agent.jobs import JobRef, JobResolver, parse_cgroup
 
 PROC = Path(__file__).resolve().parent.parent / "data" / "agent" / "proc"
 
@@ -41,13 +41,6 @@ def test_parse_cgroup_edge_cases() -> None:
     assert parse_cgroup("0::/slurm/uid_0/job_77\n").slurm_job == "77"
     guaranteed = "0::/kubepods.slice/kubepods-pod0b7f6e5d_4c3b_2a19_8f7e_6d5c4b3a2918.slice/cri-o-1.scope\n"
     assert parse_cgroup(guaranteed).pod_uid == "0b7f6e5d-4c3b-2a19-8f7e-6d5c4b3a2918"
-
-
-def test_parse_environ_and_starttime() -> None:
-    assert parse_environ(b"A=1\0B=x=y\0\0JUNK\0") == {"A": "1", "B": "x=y"}
-    assert parse_starttime((PROC / "4242" / "stat").read_text()) == 183921 + 4242
-    assert parse_starttime("1 (a) b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 99 0") == 99
-    assert parse_starttime("garbage") is None
 
 
 def test_resolver_caches_by_pid_and_start_time(tmp_path: Path) -> None:

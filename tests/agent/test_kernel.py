@@ -10,7 +10,7 @@ from coldaisle.agent.kmsg import KmsgFollower
 from coldaisle.agent.loop import Agent, LocalNode
 from coldaisle.policy.loader import load_policy
 from coldaisle.sim.backend import SimBackend
-from coldaisle.sim.replay import load_plan
+from coldaisle.sim.run import load_plan
 from coldaisle.sim.twin import Twin
 
 KMSG = Path(__file__).resolve().parent.parent / "data" / "agent" / "kmsg.txt"
@@ -38,7 +38,8 @@ def test_a_gpu_that_fell_off_the_bus_in_the_kernel_log_drains_the_node(tmp_path:
     assert short_pci(devices[2].pci_bus_id) == "b1:00"
     runner = Recorder()
     agent = Agent(backend, load_policy("default"), runner, twin.clock, nodes=LocalNode("infer-01"))
-    follower = KmsgFollower(KMSG, cursor_file=tmp_path / "cursor", host="infer-01", boot_time=0.0, boot_id="b")
+    boot = twin.clock.time() - 259_260.0  # up three days; the log's lines span the last four minutes
+    follower = KmsgFollower(KMSG, cursor_file=tmp_path / "cursor", host="infer-01", boot_time=boot, boot_id="b")
     watch = KernelWatch(follower, devices, twin.clock, on_xid=agent.inject_xid)
     agent.run(until=60)
     assert not [d for d in runner.decisions if d.action == ActionKind.DRAIN]  # nothing wrong yet
@@ -49,3 +50,14 @@ def test_a_gpu_that_fell_off_the_bus_in_the_kernel_log_drains_the_node(tmp_path:
     assert [d.target.node for d in drains] == ["infer-01"]
     assert drains[0].rule == "gpu-lost-or-critical-xid"
     assert twin.state.lost.sum() == 0  # NVML never said so: only the kernel log knew
+
+
+def test_old_kernel_lines_read_at_start_do_not_count_as_recent(tmp_path: Path) -> None:
+    """A first start reads the whole ring buffer: lines stamped an hour ago are history, not a current fault."""
+    twin = Twin(load_plan("runaway-process"))
+    devices = SimBackend(twin, node="infer-01").devices()
+    follower = KmsgFollower(KMSG, cursor_file=tmp_path / "cursor", host="infer-01",
+                            boot_time=twin.clock.time() - 259_260.0 - 3600.0, boot_id="b")
+    watch = KernelWatch(follower, devices, twin.clock, on_xid=lambda _d, _x: None)
+    watch.handle(follower.poll())
+    assert watch.recent_count() == 0

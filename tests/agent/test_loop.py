@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from coldaisle.actions.interface import ActionKind, Decision
-from coldaisle.agent.loop import XID_MEMORY_S, Agent
+from coldaisle.agent.loop import Agent
 from coldaisle.policy.context import Jobs, Nodes
 from coldaisle.policy.loader import LoadedPolicy, load_policy, parse_policy
+from coldaisle.policy.step import XID_MEMORY_S
 from coldaisle.sim.backend import SimBackend
-from coldaisle.sim.replay import load_plan
+from coldaisle.sim.run import load_plan
 from coldaisle.sim.scenario import parse_scenario
 from coldaisle.sim.sources import SimJobs, SimNodes
 from coldaisle.sim.twin import Twin
@@ -248,18 +249,22 @@ def test_an_xid_reads_as_its_code_for_five_minutes_then_nan() -> None:
 def test_the_agent_refuses_power_cycles_without_a_bmc_file_and_loads_one_that_enables_them(tmp_path) -> None:
     """`do: power_cycle` reaches the BMC executor: refused (and audited) unless a BMC file enables it."""
     from coldaisle.actions.interface import ActionKind, Decision, Status, Target
-    from coldaisle.agent.main import Options, build_executors
-    from coldaisle.sim.backend import SimBackend
-    from coldaisle.sim.replay import load_plan
-    from coldaisle.sim.twin import Twin
+    from coldaisle.agent.assemble import RuntimeOptions, assemble
+    from coldaisle.sim.open import BackendChoice
 
-    twin = Twin(load_plan("healthy-training"))
-    backend = SimBackend(twin)
     d = Decision(0.0, "wedged", "critical", ActionKind.POWER_CYCLE, Target("train-01"))
-    off = build_executors(Options(backend="sim"), backend, twin, twin.clock)[ActionKind.POWER_CYCLE]
-    assert off.execute(d, dry_run=False).status == Status.REFUSED
+    choice = BackendChoice("sim", "healthy-training")
+    off = assemble(RuntimeOptions(choice, audit=tmp_path / "a.jsonl"))
+    try:
+        out = off.runner.submit(d)
+        assert out is not None and out.status == Status.REFUSED and "enabled: true" in out.detail
+    finally:
+        off.close()
     bmc = tmp_path / "bmc.yaml"
     bmc.write_text("enabled: true\nnodes:\n  train-01: {host: 127.0.0.1, user: admin, password_env: IPMI_PASSWORD}\n")
-    on = build_executors(Options(backend="sim", bmc=bmc), backend, twin, twin.clock)[ActionKind.POWER_CYCLE]
-    out = on.execute(d, dry_run=True)
-    assert out.status == Status.DRY_RUN and "chassis power cycle" in out.detail and "127.0.0.1" in out.detail
+    on = assemble(RuntimeOptions(choice, audit=tmp_path / "b.jsonl", bmc=bmc, enforce=False))
+    try:
+        out = on.runner.submit(d)
+        assert out is not None and out.status == Status.DRY_RUN and "train-01" in out.detail
+    finally:
+        on.close()

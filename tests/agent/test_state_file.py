@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from coldaisle.health.state import SCHEMA, AgentState, StateUnreadable, StateWriter, read_state
+from coldaisle.agent.state import SCHEMA, AgentState, StateUnreadable, StateWriter, read_state
 from coldaisle.sim.backend import SimBackend
-from coldaisle.sim.replay import load_plan
+from coldaisle.sim.run import load_plan
 from coldaisle.sim.twin import Twin
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "health" / "data"  # scenarios shared with the health tests
 
 
 class _View:

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from coldaisle.agent.metrics_catalog import names
+from coldaisle.telemetry.metrics_catalog import names
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "coldaisle.json"
 COLDAISLE = shutil.which("coldaisle") or str(Path(sys.executable).with_name("coldaisle"))
@@ -124,7 +124,7 @@ def test_the_heat_map_and_power_per_rack_are_there() -> None:
 
 # -- against a real Prometheus -------------------------------------------------------------------------------------
 def _rack_of(node: str) -> str:
-    from coldaisle.sim.replay import load_plan
+    from coldaisle.sim.run import load_plan
 
     lay = load_plan("prometheus-unbound").layout
     return f"r{int(lay.node_rack[lay.node_index[node]]) + 1:02d}"
@@ -184,7 +184,7 @@ def host_exporter() -> Iterator[int]:
     from coldaisle.agent.host import HostProbe
     from coldaisle.agent.server import AgentServer
     from coldaisle.sim.backend import SimBackend
-    from coldaisle.sim.replay import load_plan
+    from coldaisle.sim.run import load_plan
     from coldaisle.sim.twin import Twin
 
     twin = Twin(load_plan("healthy-training"))

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from coldaisle.guard.gpuwatch import GpuWatch, SpinWatch, job_devices
-from coldaisle.guard.watch import Kind
+from coldaisle.guard.watch import VerdictKind
 from coldaisle.sim.backend import SimBackend
-from coldaisle.sim.replay import load_plan, parse_until
+from coldaisle.sim.run import load_plan, parse_until
 from coldaisle.sim.twin import Twin
 
 
@@ -37,7 +37,7 @@ def watch_until(scenario: str, node: str, start: str, seconds: int, env: dict[st
 
 def test_the_deadlock_spin_is_a_hang_after_the_timeout() -> None:
     k, v, _ = watch_until("prometheus-unbound", "node-gpu-12", "03:03:30", 120)
-    assert k is not None and v.kind == Kind.HANG and v.evidence["signal"] == "gpu_spin"
+    assert k is not None and v.kind == VerdictKind.HANG and v.evidence["signal"] == "gpu_spin"
     assert 30 + 10 <= k <= 30 + 10 + 30  # the spin starts after 03:04 and must hold for the whole timeout
     assert v.evidence["gpus"] == [f"node-gpu-12/gpu{i}" for i in range(4)]
     assert min(v.evidence["power_w"]) > 600  # busy-waiting at full power, as the report says
@@ -50,7 +50,7 @@ def test_a_healthy_training_job_never_looks_like_a_spin() -> None:
 
 def test_the_kv_runaway_is_stopped_before_the_card_fills() -> None:
     k, v, backend = watch_until("prometheus-unbound", "node-gpu-102", "04:14:30", 600, {"CUDA_VISIBLE_DEVICES": "2"})
-    assert k is not None and v.kind == Kind.RUNAWAY_MEMORY, v
+    assert k is not None and v.kind == VerdictKind.RUNAWAY_MEMORY, v
     assert "node-gpu-102/gpu2" in v.reason
     ev = v.evidence
     assert ev["used_bytes"] < ev["limit_bytes"] and 0 < ev["time_to_limit_s"] <= 6
@@ -102,7 +102,8 @@ def test_the_policy_stops_a_job_whose_gpu_keeps_heating_as_thermal() -> None:
     twin.run_until(t0)
     backend = SimBackend(twin, node="gpu-node-01")
     said: list[str] = []
-    policy = PolicyWatch(load_policy("default"), interval_s=1.0, wall=twin.clock.time, say=said.append)
+    policy = PolicyWatch(load_policy("default"), devices=len(backend.devices()), interval_s=1.0,
+                         wall=twin.clock.time, say=said.append)
     w = GpuWatch(backend, hang_timeout_s=600, lead_s=6, env={}, policy=policy)
     pids = {int(p) for p in backend.sample().processes.pid}
     for k in range(1800):
@@ -110,9 +111,51 @@ def test_the_policy_stops_a_job_whose_gpu_keeps_heating_as_thermal() -> None:
         v = w.check(t0 + k, pids)
         if v is not None:
             break
-    assert v is not None and v.kind == Kind.THERMAL, v
+    assert v is not None and v.kind == VerdictKind.THERMAL, v
     assert v.evidence["rule"] == "thermal-approaching-slowdown" and "gpu3" in v.evidence["target"]
     assert any("thermal-approaching-slowdown fired (notify" in s for s in said)
     temp = backend.sample().temperature_c[3]
     assert temp < backend.devices()[3].shutdown_temperature_c  # stopped before the card shuts itself down
     assert "collective-hang" not in policy.kinds  # hang rules stay with run's own --hang-timeout watches
+
+
+XID_SCENARIO = """\
+name: xid
+start: 2024-06-03T08:00:00Z
+duration: 10 min
+step: 1 s
+card: {model: h100-sxm-80gb}
+topology: {nodes_per_rack: 1, gpus_per_node: 4, node_name: "x-{n:02d}"}
+timeline:
+  - {at: "+1 min", fault: gpu_lost, node: x-01, gpu: 2, xid: 48}
+"""
+XID_RULE = """\
+rules:
+  - name: double-bit-ecc
+    when: xid == 48
+    for: 0 s
+    actions: [{do: notify}]
+"""
+
+
+def test_an_xid_rule_fires_under_coldaisle_run() -> None:
+    """Drift caught: run's policy watch once built its context without the Xid column, so `xid` rules never fired.
+
+    Now the agent and `coldaisle run` share one policy step: the Xid the twin's GPU reports reaches both rules."""
+    from coldaisle.guard.policywatch import PolicyWatch
+    from coldaisle.policy.loader import parse_policy
+    from coldaisle.sim.scenario import parse_scenario
+
+    twin = Twin(parse_scenario(XID_SCENARIO, "xid.yaml")[1])
+    backend = SimBackend(twin, node="x-01")
+    said: list[str] = []
+    watch = PolicyWatch(parse_policy(XID_RULE), devices=4, interval_s=1.0, wall=twin.clock.time, say=said.append)
+    first_said = None
+    for t in range(0, 120):
+        twin.clock.advance_to(float(t))
+        assert watch.check(backend.sample(), np.arange(4), set()) is None  # a notify rung stops nothing
+        if said and first_said is None:
+            first_said = t
+    assert first_said == 60, said  # the fault's minute, not before
+    assert said == ["policy rule double-bit-ecc fired (notify on x-01/gpu2 job supervised-job): the node agent "
+                    "acts on it; coldaisle run stops the job only when a rule orders it"]

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from coldaisle.actions.safety import ProcessInfo
-from coldaisle.guard.ranks import RankView, analyse, environ_rank, rank_leads, stuck_in_io
+from coldaisle.guard.ranks import RankView, analyse, environ_rank, rank_leads
 from coldaisle.guard.stackscan import Activity, parse_dump
+from coldaisle.telemetry.procfs import ProcessInfo
+from coldaisle.telemetry.procfs import any_thread_in_d_state as stuck_in_io
 
 DATA = Path(__file__).parents[1] / "data" / "guard"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from coldaisle.guard.heartbeat import HeartbeatSnapshot, RankHeartbeat
-from coldaisle.guard.watch import HangWatch, Kind, MemoryWatch
+from coldaisle.guard.watch import HangWatch, MemoryWatch, VerdictKind
 
 MiB = 2**20
 
@@ -19,7 +19,7 @@ def test_hang_needs_every_rank_silent() -> None:
     assert watch.check(HeartbeatSnapshot((), ())) is None  # never reported: not judged from heartbeats
     assert watch.check(HeartbeatSnapshot((rank(0, 30.0), rank(1, 2.0)), ())) is None
     verdict = watch.check(HeartbeatSnapshot((rank(0, 30.0), rank(1, 12.0)), ()))
-    assert verdict is not None and verdict.kind == Kind.HANG
+    assert verdict is not None and verdict.kind == VerdictKind.HANG
     assert verdict.evidence["freshest_age_s"] == 12.0 and set(verdict.evidence["ranks"]) == {"0", "1"}
 
 
@@ -36,4 +36,4 @@ def test_flat_or_shrinking_memory_is_left_alone_until_the_limit() -> None:
     watch = MemoryWatch(1000 * MiB, lead_s=5.0)
     assert all(watch.add(t, 900 * MiB - t * MiB) is None for t in range(10))
     verdict = watch.add(10, 1000 * MiB)
-    assert verdict is not None and verdict.kind == Kind.RUNAWAY_MEMORY
+    assert verdict is not None and verdict.kind == VerdictKind.RUNAWAY_MEMORY

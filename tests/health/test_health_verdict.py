@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from coldaisle.agent.state import AgentState, GpuState, RuleState, XidSeen, write_state
 from coldaisle.health.check import xid_severities
-from coldaisle.health.state import AgentState, GpuState, RuleState, XidSeen, write_state
-from coldaisle.health.verdict import Limits, Status, judge
+from coldaisle.health.verdict import Limits, NagiosStatus, judge
 
 NOW = 1_800_000_000.0
 
@@ -36,33 +36,34 @@ XIDS = xid_severities()
 
 def test_a_healthy_node_is_ok() -> None:
     v = judge(_state(), NOW, XIDS)
-    assert v.status == Status.OK and not v.drain and v.summary() == "OK: all GPUs healthy"
+    assert v.status == NagiosStatus.OK and not v.drain and v.summary() == "OK: all GPUs healthy"
 
 
 @pytest.mark.parametrize(("state", "status", "text"), [
-    (_state(_gpu(0), _gpu(1, lost=True)), Status.CRITICAL, "gpu1 lost (fell off the bus or stopped answering)"),
-    (_state(_gpu(0, sample_age_s=45.0)), Status.CRITICAL, "gpu0 has not answered for 45 s"),
-    (_state(xids=(XidSeen(1, 79, 12.0),)), Status.CRITICAL, "gpu1 Xid 79 12 s ago"),
-    (_state(xids=(XidSeen(0, 48, 3.0),)), Status.CRITICAL, "gpu0 Xid 48 3 s ago"),  # double-bit ECC
-    (_state(xids=(XidSeen(0, 13, 3.0),)), Status.WARNING, "gpu0 Xid 13 3 s ago"),  # usually the application
-    (_state(host={"kernel_gpu_errors": 2.0}), Status.CRITICAL, "kernel log reported 2 GPU errors recently"),
-    (_state(host={"d_state_processes": 3.0}), Status.WARNING, "3 processes in D state"),
-    (_state(_gpu(0, temperature_c=84.0)), Status.WARNING, "gpu0 at 84 C, slowdown at 87 C"),
-    (_state(rules=(RuleState("thermal", "critical", 0, 2),)), Status.WARNING, "rule thermal (critical) firing on 2"),
-    (_state(written_at=NOW - 31), Status.UNKNOWN,
+    (_state(_gpu(0), _gpu(1, lost=True)), NagiosStatus.CRITICAL, "gpu1 lost (fell off the bus or stopped answering)"),
+    (_state(_gpu(0, sample_age_s=45.0)), NagiosStatus.CRITICAL, "gpu0 has not answered for 45 s"),
+    (_state(xids=(XidSeen(1, 79, 12.0),)), NagiosStatus.CRITICAL, "gpu1 Xid 79 12 s ago"),
+    (_state(xids=(XidSeen(0, 48, 3.0),)), NagiosStatus.CRITICAL, "gpu0 Xid 48 3 s ago"),  # double-bit ECC
+    (_state(xids=(XidSeen(0, 13, 3.0),)), NagiosStatus.WARNING, "gpu0 Xid 13 3 s ago"),  # usually the application
+    (_state(host={"kernel_gpu_errors": 2.0}), NagiosStatus.CRITICAL, "kernel log reported 2 GPU errors recently"),
+    (_state(host={"d_state_processes": 3.0}), NagiosStatus.WARNING, "3 processes in D state"),
+    (_state(_gpu(0, temperature_c=84.0)), NagiosStatus.WARNING, "gpu0 at 84 C, slowdown at 87 C"),
+    (_state(rules=(RuleState("thermal", "critical", 0, 2),)), NagiosStatus.WARNING,
+     "rule thermal (critical) firing on 2"),
+    (_state(written_at=NOW - 31), NagiosStatus.UNKNOWN,
      "agent state is 31 s old (limit 30 s): the agent is stopped or wedged"),
-    (_state(samples=0), Status.UNKNOWN, "the agent has not sampled yet"),
+    (_state(samples=0), NagiosStatus.UNKNOWN, "the agent has not sampled yet"),
 ])
-def test_verdicts(state: AgentState, status: Status, text: str) -> None:
+def test_verdicts(state: AgentState, status: NagiosStatus, text: str) -> None:
     v = judge(state, NOW, XIDS)
-    assert v.status == status and v.drain == (status == Status.CRITICAL)
+    assert v.status == status and v.drain == (status == NagiosStatus.CRITICAL)
     assert v.summary() == f"{status.name}: {text}"
 
 
 def test_the_worst_problem_leads_and_every_one_is_kept() -> None:
     v = judge(_state(_gpu(0, temperature_c=85.0), _gpu(1, lost=True)), NOW, XIDS, Limits(expect_gpus=4))
-    assert v.status == Status.CRITICAL
-    assert [p.status for p in v.problems] == [Status.CRITICAL, Status.CRITICAL, Status.WARNING]
+    assert v.status == NagiosStatus.CRITICAL
+    assert [p.status for p in v.problems] == [NagiosStatus.CRITICAL, NagiosStatus.CRITICAL, NagiosStatus.WARNING]
     assert v.summary() == "CRITICAL: 2 of 4 GPUs visible; gpu1 lost (fell off the bus or stopped answering)"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from coldaisle.health.state import read_state
+from coldaisle.agent.state import read_state
 
 DATA = Path(__file__).parent / "data"
 

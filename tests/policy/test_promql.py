@@ -18,10 +18,10 @@ import pytest
 import yaml
 from policy_frames import Cluster
 
-from coldaisle.agent.metrics_catalog import CATALOG, FRAME_COLUMNS
 from coldaisle.policy import names as N
 from coldaisle.policy.loader import default_policy_path, load_policy, parse_policy
 from coldaisle.policy.promql import export_prometheus
+from coldaisle.telemetry.metrics_catalog import CATALOG, FRAME_COLUMNS
 
 METRIC = re.compile(r"\b(coldaisle_[a-z0-9_]+)\b")
 CATALOG_NAMES = {m.name for m in CATALOG}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from coldaisle.preflight import Options, Report, run_preflight
+from coldaisle.preflight import PreflightOptions, PreflightReport, run_preflight
 
 
 def compile_so(out: Path, source: str = "int answer(void) { return 42; }\n", *, soname: str | None = None,
@@ -81,14 +81,14 @@ def host_root(tmp: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def run(tmp_path: Path, **kw: object) -> Report:
+def run(tmp_path: Path, **kw: object) -> PreflightReport:
     """run_preflight with a private cache, no GPU and no shipped site: only what the test sets."""
     kw.setdefault("backend", "none")
     kw.setdefault("cache_dir", tmp_path / "cache")
     kw.setdefault("env", {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")})
-    return run_preflight(Options(**kw))  # type: ignore[arg-type]
+    return run_preflight(PreflightOptions(**kw))  # type: ignore[arg-type]
 
 
-def ids(report: Report, check: str) -> list[tuple[str, str]]:
+def ids(report: PreflightReport, check: str) -> list[tuple[str, str]]:
     """(severity, subject) of one check's findings."""
     return [(str(f.severity), f.subject) for f in report.findings if f.check == check]

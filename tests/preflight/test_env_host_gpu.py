@@ -8,7 +8,7 @@ import pytest
 
 from coldaisle.preflight.checks.env_nccl import ifname_matches
 from coldaisle.sim.backend import SimBackend
-from coldaisle.sim.replay import load_plan
+from coldaisle.sim.run import load_plan
 from coldaisle.sim.twin import Twin
 
 from .conftest import host_root, ids, run

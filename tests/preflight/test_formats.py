@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from coldaisle.preflight.interface import Finding, Severity
+from coldaisle.preflight.interface import CheckSeverity, Finding
 from coldaisle.preflight.ldcache import LdCacheError, parse_ld_cache
 from coldaisle.preflight.osv import Range, in_range
 from coldaisle.preflight.render import junit_xml
-from coldaisle.preflight.report import CheckRun, Report
+from coldaisle.preflight.report import CheckRun, PreflightReport
 from coldaisle.preflight.versions import parse_version, version_from_filename
 
 
@@ -59,10 +59,10 @@ def test_ld_cache_matches_ldconfig() -> None:
         parse_ld_cache(b"not a cache")
 
 
-def _report() -> Report:
-    r = Report(started=1.0, duration_s=0.5, host="node-gpu-88")
-    r.findings = [Finding("gpu.thermal", Severity.FAIL, "88 C", "GPU 0", "cool it"),
-                  Finding("env.paths", Severity.WARN, "empty entry", "LD_LIBRARY_PATH[2]=", "remove it")]
+def _report() -> PreflightReport:
+    r = PreflightReport(started=1.0, duration_s=0.5, host="node-gpu-88")
+    r.findings = [Finding("gpu.thermal", CheckSeverity.FAIL, "88 C", "GPU 0", "cool it"),
+                  Finding("env.paths", CheckSeverity.WARN, "empty entry", "LD_LIBRARY_PATH[2]=", "remove it")]
     r.checks = [CheckRun("gpu.thermal", "t", "ran", 0.1), CheckRun("env.paths", "p", "ran", 0.1),
                 CheckRun("stack.fabric-manager", "f", "skipped", 0.0, "no fabric manager")]
     return r

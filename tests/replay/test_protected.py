@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from coldaisle.actions.audit import read
-from coldaisle.sim.protected import Guarded, guarded_replay
-from coldaisle.sim.replay import load_plan
+from coldaisle.replay.protected import Guarded, guarded_replay
+from coldaisle.sim.run import load_plan
 from coldaisle.sim.scenario import find_scenario, parse_scenario
 
 UNTIL_S = 2 * 3600.0  # 05:00
@@ -106,7 +106,7 @@ def test_every_step_is_in_the_audit_log(guarded: Guarded) -> None:
 
 @pytest.mark.slow
 def test_the_unprotected_night_is_much_worse(guarded: Guarded, tmp_path: Path) -> None:
-    from coldaisle.sim.replay import replay
+    from coldaisle.sim.run import replay
 
     bare = replay(guarded.twin.plan, until_s=UNTIL_S)
     assert bare.state.peak_c.max() > guarded.twin.state.peak_c.max() + 5

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from coldaisle.sim.summary import SCHEMA
+from coldaisle.replay.summary import SCHEMA
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ import pytest
 
 from coldaisle.errors import ColdaisleError, PowerLimitError
 from coldaisle.sim.backend import SimBackend
-from coldaisle.sim.replay import load_plan
+from coldaisle.sim.run import load_plan
 from coldaisle.sim.scenario import parse_scenario
 from coldaisle.sim.twin import Twin
 from coldaisle.telemetry import Backend, Clock

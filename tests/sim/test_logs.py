@@ -6,6 +6,8 @@ import csv
 import json
 import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -101,6 +103,8 @@ EXAMPLES: dict[EventClass, tuple[str, dict[str, Any], list[str]]] = {
         r"^coldaisle-agent: thermal_shutdown .*shutdown_c=92 temperature_c=95$"]),
     EventClass.FAN_FAILURE: ("bmc", {"fan": "FAN3", "rpm_before": 18000, "gpu": 2}, [
         r"^\s*[0-9a-f]+ \| 05/21/2024 \| 03:04:00 \| Fan FAN3 \| Lower Critical going low\s+\| Asserted$"]),
+    EventClass.POWER_CYCLE: ("bmc", {"state": "cycle"}, [  # ipmitool sel list: Power Unit, offset 01h
+        r"^\s*[0-9a-f]+ \| 05/21/2024 \| 03:04:00 \| Power Unit #0x01 \| Power cycle \| Asserted$"]),
     EventClass.COOLING_FAILURE: ("facility", {"row": 4, "capacity_kw_before": 400, "capacity_kw_after": 120}, [
         r"^<1\d\d>1 2024-05-21T03:04:00\.412Z \S+ \S+ - COOLING \[coldaisle@32473 [^\]]*row=\"4\"\] "
         r"Row 4 cooling capacity lost: 400 kW -> 120 kW$"]),
@@ -216,7 +220,12 @@ def test_pci_bus_ids_are_ascending_and_put_the_reports_gpu_at_b1() -> None:
 def test_host_ip_is_deterministic() -> None:
     assert host_ip("node-gpu-45") == "10.0.0.45"
     assert host_ip("node-gpu-300") == "10.0.1.44"
-    assert host_ip("head") == host_ip("head")
+    assert host_ip("head") != host_ip("login")
+    # a host without a number gets the same address in every process (never Python's salted hash())
+    code = "from coldaisle.sim.logs import host_ip; print(host_ip('head'), host_ip('login'))"
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert seen == {f"{host_ip('head')} {host_ip('login')}\n"}
 
 
 @pytest.mark.parametrize(("source", "fields", "expected"), [

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from coldaisle.sim.replay import load_plan, replay
 from coldaisle.sim.resolve import Plan
+from coldaisle.sim.run import load_plan, replay
 from coldaisle.sim.scenario import parse_scenario
 from coldaisle.sim.twin import Twin
 

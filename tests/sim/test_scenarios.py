@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from coldaisle.errors import ConfigError
-from coldaisle.sim.replay import load_plan, parse_until
+from coldaisle.sim.run import load_plan, parse_until
 from coldaisle.sim.scenario import find_scenario, load_scenario, parse_scenario, scenario_dir
 
 SHIPPED = sorted(p.stem for p in scenario_dir().glob("*.yaml"))

@@ -10,8 +10,8 @@ from coldaisle.actions import audit
 from coldaisle.actions.audit import AuditLog
 from coldaisle.actions.interface import ActionKind, Decision, Status, Target
 from coldaisle.actions.runner import ActionRunner
-from coldaisle.actions.sim import SimDrain, SimSignaller
-from coldaisle.sim.replay import load_plan
+from coldaisle.sim.executors import SimDrain, SimSignaller
+from coldaisle.sim.run import load_plan
 from coldaisle.sim.twin import Twin
 
 NODE = "gpu-node-01"
@@ -84,3 +84,34 @@ def test_sim_drain_and_undrain_our_own(twin: Twin) -> None:
     undrain = Decision(0.0, "gpu-hot", "critical", ActionKind.DRAIN, Target(NODE), restore=True)
     assert drainer.execute(undrain, dry_run=False).status == Status.DONE
     assert not twin.state.node_drained[0]
+
+
+def test_power_cycle_on_the_twin_is_refused_as_on_a_node_unless_enabled(twin: Twin) -> None:
+    """Without a BMC file a node refuses power cycles; the twin's simulated BMC gives the same Outcome."""
+    from coldaisle.actions.bmc import BmcFile, IpmiPowerCycle
+    from coldaisle.sim.executors import SimPowerCycle
+
+    d = Decision(0.0, "lemon", "critical", ActionKind.POWER_CYCLE, Target(NODE))
+    on_twin = SimPowerCycle(twin).execute(d, dry_run=False)
+    on_node = IpmiPowerCycle(BmcFile()).execute(d, dry_run=False)
+    assert (on_twin.status, on_twin.detail) == (on_node.status, on_node.detail) == (Status.REFUSED, on_node.detail)
+    assert bool(twin.state.node_up[0])
+
+
+def test_power_cycle_on_the_twin_cuts_power_and_brings_the_node_back(twin: Twin) -> None:
+    from coldaisle.sim.executors import SimPowerCycle
+
+    cycle = SimPowerCycle(twin, enabled=True, off_s=60.0)
+    d = Decision(0.0, "lemon", "critical", ActionKind.POWER_CYCLE, Target(NODE))
+    assert cycle.execute(d, dry_run=True).status == Status.DRY_RUN and bool(twin.state.node_up[0])
+    out = cycle.execute(d, dry_run=False)
+    assert out.status == Status.DONE and "back on in 60 s" in out.detail
+    gpus = twin.plan.layout.gpus_of_node(0)
+    assert not twin.state.node_up[0] and twin.state.lost[gpus].all()  # the job's processes went with the power
+    twin.clock.sleep(59)
+    assert not twin.state.node_up[0]
+    twin.clock.sleep(2)
+    assert twin.state.node_up[0] and not twin.state.lost[gpus].any()
+    assert [e.fields["state"] for e in twin.events if e.cls == "power_cycle"] == ["cycle", "on"]
+    unknown = Decision(0.0, "lemon", "critical", ActionKind.POWER_CYCLE, Target("nope"))
+    assert cycle.execute(unknown, dry_run=False).status == Status.FAILED

@@ -23,7 +23,7 @@ def data() -> Path:
 
 def _twin_logs(root: Path, scenario: str, until: str) -> tuple[Path, list]:
     """Run the twin in process (unprotected) and write every node's logs; returns the log dir and truth."""
-    from coldaisle.sim.replay import load_plan, parse_until, replay, write_logs
+    from coldaisle.sim.run import load_plan, parse_until, replay, write_logs
 
     plan = load_plan(scenario)
     twin = replay(plan, until_s=parse_until(until, plan))

@@ -11,7 +11,7 @@ import pytest
 
 from coldaisle.triage.analyze import triage
 from coldaisle.triage.hostlist import compact
-from coldaisle.triage.interface import Clock
+from coldaisle.triage.interface import StampClock
 
 
 def utc(text: str) -> float:
@@ -37,7 +37,7 @@ def test_syslog_uptime_dates_the_raw_dmesg_of_the_same_host(tmp_path: Path) -> N
     aer = next(h for h in r.hits if h.cls == "pcie_aer")
     xid = next(h for h in r.hits if h.cls == "xid")
     assert aer.time == utc("2024-05-21T03:04:00")  # the year comes from the corpus, not the file's 2026 mtime
-    assert xid.clock == Clock.BOOT and xid.host == "node-a1"
+    assert xid.clock == StampClock.BOOT and xid.host == "node-a1"
     assert xid.time == pytest.approx(utc("2024-05-21T03:04:00") + (259500.0 - 259436.742190), abs=1e-3)
     assert r.clocks["node-a1"].boot_time == pytest.approx(utc("2024-05-21T03:04:00") - 259436.742190)
 

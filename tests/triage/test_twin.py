@@ -6,27 +6,27 @@ from pathlib import Path
 
 import pytest
 
-from coldaisle.triage.analyze import Result, triage
-from coldaisle.triage.interface import Clock
+from coldaisle.triage.analyze import TriageResult, triage
+from coldaisle.triage.interface import StampClock
 
 
 @pytest.fixture(scope="module")
-def result(unbound: tuple[Path, list]) -> Result:
+def result(unbound: tuple[Path, list]) -> TriageResult:
     return triage([unbound[0]])
 
 
 @pytest.fixture(scope="module")
-def watchdog(unbound_watchdog: tuple[Path, list]) -> Result:
+def watchdog(unbound_watchdog: tuple[Path, list]) -> TriageResult:
     return triage([unbound_watchdog[0]])
 
 
-def _hyp(r: Result, kind: str):  # type: ignore[no-untyped-def]
+def _hyp(r: TriageResult, kind: str):  # type: ignore[no-untyped-def]
     found = [h for h in r.hypotheses if h.kind == kind]
     assert found, f"no {kind} hypothesis in {[h.title for h in r.hypotheses]}"
     return found[0]
 
 
-def test_memory_chain_on_node_gpu_102_in_order_with_true_spacing(result: Result, unbound) -> None:
+def test_memory_chain_on_node_gpu_102_in_order_with_true_spacing(result: TriageResult, unbound) -> None:
     h = _hyp(result, "memory")
     assert h.origin == "node-gpu-102" and h.confidence == "high"
     classes = [e.cls for e in h.evidence]
@@ -37,7 +37,7 @@ def test_memory_chain_on_node_gpu_102_in_order_with_true_spacing(result: Result,
     # kern.log as rsyslog writes it: each line's syslog stamp dates the printk uptime, so the chain is on UTC
     truth = {e.cls: e.time for e in unbound[1] if e.host == "node-gpu-102" and e.source == "kernel"}
     seen = {e.cls: e.uptime for e in h.evidence}
-    assert all(e.clock != Clock.UPTIME for e in h.evidence)
+    assert all(e.clock != StampClock.UPTIME for e in h.evidence)
     for cls in ("oom_kill", "hung_task", "xid", "kernel_panic"):
         assert seen[cls] - seen["page_alloc_failure"] == pytest.approx(truth[cls] - truth["host_swap"], abs=1e-3)
     utc = {e.cls: e.time for e in h.evidence}
@@ -45,7 +45,7 @@ def test_memory_chain_on_node_gpu_102_in_order_with_true_spacing(result: Result,
         assert utc[cls] == pytest.approx(truth[cls], abs=1.0)
 
 
-def test_node_gpu_88_named_origin_of_the_collective_failure(result: Result) -> None:
+def test_node_gpu_88_named_origin_of_the_collective_failure(result: TriageResult) -> None:
     h = _hyp(result, "collective")
     assert h.origin == "node-gpu-88" and h.confidence == "high"
     assert "lowest collective count" in h.title and "hardware fault" in h.title
@@ -56,13 +56,13 @@ def test_node_gpu_88_named_origin_of_the_collective_failure(result: Result) -> N
     assert result.hypotheses[0] is h
 
 
-def test_bootstrap_44_to_45_with_peer_resolved_from_nccl_init(result: Result) -> None:
+def test_bootstrap_44_to_45_with_peer_resolved_from_nccl_init(result: TriageResult) -> None:
     h = _hyp(result, "bootstrap")
     assert "node-gpu-44" in h.title and "node-gpu-45" in h.title and "54321" in h.title
     assert h.evidence[0].host == "node-gpu-44" and h.evidence[0].fields["peer"] == "node-gpu-45"
 
 
-def test_follow_on_throttling_grouped_with_true_times(result: Result, unbound) -> None:
+def test_follow_on_throttling_grouped_with_true_times(result: TriageResult, unbound) -> None:
     truth = sorted(e.time for e in unbound[1] if e.cls == "thermal_slowdown")
     groups = [g for g in result.groups if g.cls == "thermal_throttle_gpu"]
     big = max(groups, key=lambda g: g.count)
@@ -71,7 +71,7 @@ def test_follow_on_throttling_grouped_with_true_times(result: Result, unbound) -
     assert sum(g.count for g in groups) == len(truth)
 
 
-def test_absolute_events_carry_the_twins_utc_times(result: Result, unbound) -> None:
+def test_absolute_events_carry_the_twins_utc_times(result: TriageResult, unbound) -> None:
     truth = {e.cls: e.time for e in unbound[1]}
     got = {h.cls: h.time for h in result.hits}
     assert got["power_event"] == pytest.approx(truth["emergency_power_off"], abs=0.01)
@@ -79,7 +79,7 @@ def test_absolute_events_carry_the_twins_utc_times(result: Result, unbound) -> N
     assert got["job_failed"] == pytest.approx(truth["job_end"], abs=0.01)
 
 
-def test_watchdog_storm_grouped_and_traced_to_node_gpu_88(watchdog: Result, unbound_watchdog) -> None:
+def test_watchdog_storm_grouped_and_traced_to_node_gpu_88(watchdog: TriageResult, unbound_watchdog) -> None:
     timeouts = [e for e in unbound_watchdog[1] if e.cls == "nccl_watchdog_timeout"]
     assert len(timeouts) > 400
     rows = [g for g in watchdog.groups if g.cls == "nccl_watchdog_timeout"]

@@ -23,6 +23,9 @@ from coldaisle.actions.interface import ActionKind, Decision, Outcome, Status
 from coldaisle.config import load_model
 from coldaisle.telemetry.clock import Clock, RealClock
 
+#: Why a power cycle is refused while the BMC file does not enable them (the twin's simulated BMC says the same).
+POWER_CYCLES_OFF = "power cycles are off (set `enabled: true` in the BMC file to allow them)"
+
 
 class Bmc(BaseModel):
     """One node's BMC as ipmitool reaches it."""
@@ -91,7 +94,7 @@ class IpmiPowerCycle:
 
     def _cycle(self, node: str, dry_run: bool) -> tuple[Status, str]:
         if not self.bmcs.enabled:
-            return Status.REFUSED, "power cycles are off (set `enabled: true` in the BMC file to allow them)"
+            return Status.REFUSED, POWER_CYCLES_OFF
         bmc = self.bmcs.nodes.get(node)
         if bmc is None:
             return Status.FAILED, f"no BMC is configured for {node}"

@@ -1,6 +1,7 @@
-"""What an action may touch and how often: /proc facts, the never-kill list, rate limits, the drain breaker.
+"""What an action may touch and how often: the never-kill list, rate limits, the drain breaker.
 
-Every check reads a `/proc` root passed in (default "/proc"), so tests point it at a captured tree.
+Process facts come from `telemetry.procfs` under a `/proc` root passed in (default "/proc"), so tests point it
+at a captured tree.
 """
 
 from __future__ import annotations
@@ -11,84 +12,13 @@ import pwd
 from collections import deque
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from coldaisle.telemetry.clock import Clock, RealClock
+from coldaisle.telemetry.procfs import ProcessInfo
 
-PF_KTHREAD = 0x00200000  # include/linux/sched.h: "I am a kernel thread"
 DEFAULT_NEVER_KILL = ("sshd", "sshd-session", "systemd", "systemd-journald", "coldaisle", "slurmd",
                       "slurmstepd", "kubelet", "containerd", "dockerd")
 _COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel truncates comm to this many bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessInfo:
-    """One process as /proc shows it: enough to identify it across PID reuse and to judge it."""
-
-    pid: int
-    ppid: int
-    state: str  # R, S, D, Z, T, I ...
-    uid: int
-    comm: str
-    cmdline: tuple[str, ...]
-    starttime: int  # stat field 22: clock ticks after boot; with pid it names one process for ever
-    pgid: int
-    session: int
-    flags: int
-
-    @property
-    def kernel_thread(self) -> bool:
-        """Kernel threads have no user memory to free and must never be signalled."""
-        return bool(self.flags & PF_KTHREAD) or self.pid == 2 or self.ppid == 2
-
-    @classmethod
-    def read(cls, pid: int, proc: str | os.PathLike[str] = "/proc") -> ProcessInfo | None:
-        """The process `pid` now, or None when it is gone (or /proc cannot show it)."""
-        root = Path(proc) / str(pid)
-        try:
-            stat = (root / "stat").read_text(errors="replace")
-            raw = (root / "cmdline").read_bytes()
-            uid = _uid(root)
-            return parse_stat(stat, uid=uid, cmdline=raw)
-        except (OSError, ValueError, IndexError):
-            return None
-
-
-def parse_stat(text: str, *, uid: int, cmdline: bytes = b"") -> ProcessInfo:
-    """Parse /proc/PID/stat; comm may hold spaces and parentheses, so split at the *last* ')'."""
-    head, _, tail = text.rpartition(")")
-    pid_s, _, comm = head.partition(" (")
-    f = tail.split()  # f[0] is field 3 (state); field n is f[n - 3]
-    args = tuple(a for a in cmdline.decode(errors="replace").split("\0") if a) if cmdline else ()
-    return ProcessInfo(pid=int(pid_s), ppid=int(f[1]), state=f[0], uid=uid, comm=comm, cmdline=args,
-                       starttime=int(f[19]), pgid=int(f[2]), session=int(f[3]), flags=int(f[6]))
-
-
-def _uid(root: Path) -> int:
-    """Real uid from status (what `ps -o ruid` shows); the directory owner if status lacks it."""
-    for line in (root / "status").read_text(errors="replace").splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])
-    return root.stat().st_uid
-
-
-def pids(proc: str | os.PathLike[str] = "/proc") -> Iterator[int]:
-    """Every process id /proc lists now."""
-    try:
-        entries = os.listdir(proc)
-    except OSError:
-        return
-    yield from (int(e) for e in entries if e.isdigit())
-
-
-def group_members(pgid: int, proc: str | os.PathLike[str] = "/proc") -> list[ProcessInfo]:
-    """Every live process of process group `pgid` (a scan of /proc; racing exits are skipped)."""
-    out = []
-    for pid in pids(proc):
-        info = ProcessInfo.read(pid, proc)
-        if info is not None and info.pgid == pgid and info.state != "Z":
-            out.append(info)
-    return sorted(out, key=lambda p: p.pid)
 
 
 @dataclass(frozen=True, slots=True)

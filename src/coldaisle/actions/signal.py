@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from coldaisle.actions.interface import ActionKind, Decision, Outcome, Status, Target
-from coldaisle.actions.safety import NeverKill, ProcessInfo, group_members, refusals
+from coldaisle.actions.safety import NeverKill, refusals
 from coldaisle.telemetry.clock import Clock, RealClock
+from coldaisle.telemetry.procfs import ProcessInfo, group_members
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from prometheus_client.samples import Sample
 
 from coldaisle.agent.host import HostSample
 from coldaisle.agent.jobs import JobRef
-from coldaisle.agent.metrics_catalog import CATALOG, Group, PromMetric
 from coldaisle.telemetry.frame import DeviceInfo, Frame, ThrottleReason
+from coldaisle.telemetry.metrics_catalog import CATALOG, MetricGroup, PromMetric
 
 _REASONS = tuple((int(r), str(r.name).lower()) for r in ThrottleReason if r.value)
 
@@ -98,18 +98,19 @@ class FrameCollector:
             return
         gpu_labels, dcgm_labels = self._device_labels(snap.frame.devices)
         for m in CATALOG:
-            if m.group is Group.DCGM and not self.dcgm_names:
+            if m.group is MetricGroup.DCGM and not self.dcgm_names:
                 continue
-            if (m.group is Group.HOST and snap.host is None) or (m.group is Group.AGENT and snap.agent is None) or (
-                    m.group is Group.JOB and not snap.job_values):
+            if (m.group is MetricGroup.HOST and snap.host is None) or (
+                    m.group is MetricGroup.AGENT and snap.agent is None) or (
+                    m.group is MetricGroup.JOB and not snap.job_values):
                 continue
             fam = Metric(m.family, m.help, m.kind.value, m.unit if m.family.endswith(f"_{m.unit}") else "")
             sample_name = m.name
-            if m.group in (Group.GPU, Group.DCGM):
-                self._per_device(fam, sample_name, m, snap, dcgm_labels if m.group is Group.DCGM else gpu_labels)
-            elif m.group is Group.PROCESS:
+            if m.group in (MetricGroup.GPU, MetricGroup.DCGM):
+                self._per_device(fam, sample_name, m, snap, dcgm_labels if m.group is MetricGroup.DCGM else gpu_labels)
+            elif m.group is MetricGroup.PROCESS:
                 self._processes(fam, sample_name, snap, gpu_labels)
-            elif m.group is Group.JOB:
+            elif m.group is MetricGroup.JOB:
                 self._jobs(fam, sample_name, m, snap)
             else:
                 self._node(fam, sample_name, m, snap)
@@ -189,7 +190,7 @@ class FrameCollector:
                 fam.samples.append(Sample(name, {"node": self.node, "workload": job}, value))
 
     def _node(self, fam: Metric, name: str, m: PromMetric, snap: _Snapshot) -> None:
-        source: Any = snap.host if m.group is Group.HOST else snap.agent
+        source: Any = snap.host if m.group is MetricGroup.HOST else snap.agent
         if m.source == "actions":
             for (action, status), count in sorted(snap.agent.actions.items()):  # type: ignore[union-attr]
                 fam.samples.append(Sample(name, {"node": self.node, "action": action, "status": status},

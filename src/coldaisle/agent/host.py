@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from coldaisle.telemetry.clock import Clock, RealClock
+from coldaisle.telemetry.procfs import count_d_state
 
 NAN = math.nan
 PRESSURE_RESOURCES = ("cpu", "memory", "io")
@@ -72,41 +73,6 @@ def parse_vmstat(text: str) -> dict[str, float]:
 def parse_stat_intr(text: str) -> dict[str, float]:
     """/proc/stat -> {"intr": interrupts since boot (the `intr` line's total), "ctxt": context switches}."""
     return _fields(text, ("intr", "ctxt"))
-
-
-def _state_letter(buf: bytearray, n: int) -> int:
-    """The state byte of a /proc/PID/stat record: the field after the last ')' (comm may hold ') ')."""
-    close = buf.rfind(b")", 0, n)
-    return buf[close + 2] if close >= 0 and close + 2 < n else 0
-
-
-_D = ord("D")
-
-
-def count_d_state(proc_root: str | os.PathLike[str] = "/proc", buf: bytearray | None = None) -> int:
-    """Processes in uninterruptible sleep (state D) under `proc_root`; processes vanishing mid-scan are skipped."""
-    buf = buf if buf is not None else bytearray(1024)
-    count = 0
-    try:
-        entries = os.scandir(proc_root)
-    except OSError:
-        return 0
-    with entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                fd = os.open(os.path.join(entry.path, "stat"), os.O_RDONLY)
-            except OSError:
-                continue  # exited between scandir and open
-            try:
-                n = os.readv(fd, [buf])
-            except OSError:
-                n = 0
-            finally:
-                os.close(fd)
-            count += _state_letter(buf, n) == _D
-    return count
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 
 The cgroup path names the job in both schedulers (Slurm's cgroup plugin, v1 and v2; the kubelet's cgroupfs
 and systemd drivers); `SLURM_JOB_ID` in the process environment is the fallback for a Slurm without the
-cgroup plugin. Parsing is pure (`parse_cgroup`, `parse_environ`); `JobResolver` does the /proc reads, caches
-by (pid, start time) so a recycled pid is never given a dead process's job, and forgets pids that ended.
+cgroup plugin. Parsing is pure (`parse_cgroup` here; environ and stat in `telemetry.procfs`); `JobResolver` does
+the /proc reads, caches by (pid, start time) so a recycled pid is never given a dead process's job, and forgets
+pids that ended.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from coldaisle.telemetry.procfs import parse_environ, starttime
 
 # Slurm cgroup v1: /slurm/uid_1000/job_4242/step_0/task_0 (or slurm_<node>/...); v2:
 # /system.slice/slurmstepd.scope/job_4242/step_0/user/task_0.
@@ -72,22 +75,6 @@ def parse_cgroup(text: str) -> JobRef:
     return JobRef(job, pod, chosen)
 
 
-def parse_environ(data: bytes) -> dict[str, str]:
-    """The NUL-separated KEY=VALUE pairs of /proc/PID/environ (undecodable bytes replaced)."""
-    env: dict[str, str] = {}
-    for item in data.split(b"\0"):
-        key, sep, value = item.partition(b"=")
-        if sep and key:
-            env[key.decode(errors="replace")] = value.decode(errors="replace")
-    return env
-
-
-def parse_starttime(stat: str) -> int | None:
-    """Field 22 (start time in clock ticks since boot) of /proc/PID/stat; comm may hold spaces and parens."""
-    tail = stat[stat.rfind(")") + 2:].split()
-    return int(tail[19]) if len(tail) > 19 and tail[19].isdigit() else None
-
-
 class JobResolver:
     """pid -> JobRef through /proc, cached by (pid, start time); ended pids are evicted."""
 
@@ -99,7 +86,7 @@ class JobResolver:
         """The job of `pid`, or None when the process is gone (its cache entry is dropped)."""
         base = self.proc / str(pid)
         try:
-            start = parse_starttime((base / "stat").read_text(errors="replace"))
+            start = starttime((base / "stat").read_text(errors="replace"))
         except OSError:
             self._cache.pop(pid, None)
             return None

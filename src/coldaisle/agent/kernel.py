@@ -45,21 +45,22 @@ class KernelWatch:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop following."""
+        """Stop following (a watch that was never started just stops)."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def recent_count(self) -> float:
-        """GPU-related kernel events in the last five minutes."""
-        now = self.clock.monotonic()
-        return float(sum(1 for t in self._times if t >= now - WINDOW_S))
+        """GPU-related kernel events stamped within the last five minutes (old ring-buffer lines do not count)."""
+        now = self.clock.time()
+        return float(sum(1 for t in self._times if now - WINDOW_S <= t <= now + WINDOW_S))
 
     def handle(self, events: Sequence[Event]) -> None:
         """Count GPU-related events and pass GPU-addressed Xids (79 for a bus loss) to the loop."""
         for e in events:
             if e.cls not in _GPU_CLASSES:
                 continue
-            self._times.append(self.clock.monotonic())
+            self._times.append(e.time if e.time == e.time else self.clock.time())  # a NaN stamp counts as now
             pci = str(e.fields.get("pci") or e.fields.get("pci_bus_id") or "")
             device = self._by_pci.get(short_pci(pci)) if pci else None
             if device is None:

@@ -18,16 +18,15 @@ from typing import Protocol
 import numpy as np
 
 from coldaisle.actions.interface import Decision
-from coldaisle.policy.context import EvalContext, Jobs, Nodes
+from coldaisle.policy.context import Jobs, Nodes
 from coldaisle.policy.engine import Engine
-from coldaisle.policy.history import History
 from coldaisle.policy.loader import LoadedPolicy
+from coldaisle.policy.step import PolicyStep
 from coldaisle.telemetry.backend import Backend
 from coldaisle.telemetry.clock import Clock
 from coldaisle.telemetry.frame import Frame
 
 log = logging.getLogger("coldaisle.agent")
-XID_MEMORY_S = 300.0
 
 
 class NodeSource(Protocol):
@@ -92,40 +91,44 @@ class Agent:
                  interval_s: float = 1.0, nodes: NodeSource, jobs: JobSource | None = None,
                  keep_frames: int = 120, on_tick: Callable[[Frame, Nodes, Jobs, list[Decision]], None] | None = None,
                  note: Callable[[str], None] | None = None) -> None:
-        self.backend, self.policy, self.runner, self.clock = backend, policy, runner, clock
+        self.backend, self.runner, self.clock = backend, runner, clock
         self.interval_s = interval_s
         self.node_source, self.job_source = nodes, jobs or NoJobs()
         self.note = note or (lambda msg: log.warning("%s", msg))
-        self.engine = Engine(policy.rules, wall=clock.time, note=self.note)
-        self.history = History(policy.windows, interval_s)
+        self.step = self._step(policy)
         self.frames: deque[Frame] = deque(maxlen=keep_frames)
         self.on_tick = on_tick
         self.stats = TickStats()
         self.lock = threading.Lock()  # the engine is shared with `agent reset` on the HTTP thread
         self.between_ticks: Callable[[], None] | None = None  # e.g. a SIGHUP policy reload, off the tick path
-        n = len(backend.devices())
-        self._xid_code, self._xid_time = np.full(n, np.nan), np.full(n, -np.inf)
-        self._xid_latest = -np.inf
-        self._xid_none = np.full(n, np.nan)  # the answer while no Xid is recent (shared, so read-only)
-        self._xid_none.flags.writeable = False
+
+    def _step(self, policy: LoadedPolicy) -> PolicyStep:
+        return PolicyStep(policy, devices=len(self.backend.devices()), interval_s=self.interval_s,
+                          wall=self.clock.time, note=self.note)
+
+    @property
+    def policy(self) -> LoadedPolicy:
+        """The policy being enforced."""
+        return self.step.policy
+
+    @property
+    def engine(self) -> Engine:
+        """The rules' state (pending, firing, cooldowns), for views and `agent reset`; hold `lock` to change it."""
+        return self.step.engine
 
     def reload(self, policy: LoadedPolicy) -> None:
         """Swap in a new, already validated policy (rule state starts afresh; caps in force stay until cleared)."""
         with self.lock:
-            self.policy = policy
-            self.engine = Engine(policy.rules, wall=self.clock.time, note=self.note)
-            self.history = History(policy.windows, self.interval_s)
+            self.step = self._step(policy)
 
     def tick(self) -> list[Decision]:
         """One sample, one evaluation; Decisions are submitted to the runner and returned."""
         t0 = self.clock.monotonic()
         frame = self.backend.sample()
         nodes, jobs = self.node_source.nodes(frame), self.job_source.jobs(frame)
-        ctx = EvalContext(frame, nodes, jobs, self.history, xid_last=self._xids(frame))
-        self.history.append(frame, {c: ctx.column(c, "device") for c in self.history.columns})
         self.frames.append(frame)
         with self.lock:
-            decisions = self.engine.evaluate(ctx)
+            decisions = self.step(frame, nodes, jobs)
         for d in decisions:
             self.runner.submit(d)
         self.stats.samples += 1
@@ -138,18 +141,8 @@ class Agent:
 
     def inject_xid(self, device: int, xid: int) -> None:
         """An Xid learned elsewhere (the kernel log) for device `device`; seen by the next tick."""
-        if 0 <= device < self._xid_code.size:
-            self._xid_code[device], self._xid_time[device] = xid, self.clock.monotonic()
-            self._xid_latest = max(self._xid_latest, self._xid_time[device])
-
-    def _xids(self, frame: Frame) -> np.ndarray:
-        for ev in frame.events:
-            if ev.kind == "xid" and ev.xid is not None and 0 <= ev.device < self._xid_code.size:
-                self._xid_code[ev.device], self._xid_time[ev.device] = ev.xid, frame.monotonic
-                self._xid_latest = max(self._xid_latest, frame.monotonic)
-        if frame.monotonic - self._xid_latest > XID_MEMORY_S:
-            return self._xid_none  # no Xid recent enough to matter: the common case needs no arithmetic
-        return np.where(frame.monotonic - self._xid_time <= XID_MEMORY_S, self._xid_code, np.nan)
+        with self.lock:
+            self.step.xids.note(device, xid, self.clock.monotonic())
 
     def run(self, *, stop: threading.Event | None = None, until: float | None = None) -> None:
         """Tick every `interval_s` until `stop` is set or the clock's monotonic time reaches `until`."""
@@ -170,11 +163,4 @@ class Agent:
             if until is not None:
                 delay = min(delay, max(until - self.clock.monotonic(), 0.0))
             if delay > 0:
-                if stop is not None and not _is_sim(self.clock):
-                    stop.wait(delay)
-                else:
-                    self.clock.sleep(delay)
-
-
-def _is_sim(clock: Clock) -> bool:
-    return type(clock).__name__ == "SimClock"
+                self.clock.wait(delay, stop)

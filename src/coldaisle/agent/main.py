@@ -1,4 +1,4 @@
-"""`coldaisle agent`: assemble the daemon from its parts (backend, policy, executors, server) and run it.
+"""`coldaisle agent`: the node runtime (`assemble`) run as a daemon, with its server, state file and watchdog.
 
 Scheduling priority: the agent must keep reporting on a saturated host (the report's exporters starved).
 At start it asks for SCHED_RR priority 10 (`--priority realtime`, needs root or CAP_SYS_NICE), which
@@ -15,35 +15,33 @@ import logging
 import math
 import os
 import signal
-import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from coldaisle.actions.audit import AuditLog
-from coldaisle.actions.interface import ActionKind, Decision, Outcome, Status
-from coldaisle.actions.notify import LogNotifier, WebhookNotifier
-from coldaisle.actions.powercap import PowerCapper
+from coldaisle.actions.interface import Decision
 from coldaisle.actions.runner import ActionRunner
-from coldaisle.actions.safety import CircuitBreaker
+from coldaisle.agent.assemble import NodeRuntime, RuntimeOptions, assemble
 from coldaisle.agent.exporter import AgentStats, FrameCollector
-from coldaisle.agent.loop import Agent, LocalNode
-from coldaisle.agent.sdnotify import SdNotify, chain
+from coldaisle.agent.loop import Agent
+from coldaisle.agent.sdnotify import SdNotify
 from coldaisle.agent.server import AgentServer
-from coldaisle.errors import BackendUnavailable, ColdaisleError
-from coldaisle.health.state import StateWriter
-from coldaisle.policy.loader import LoadedPolicy, load_policy
-from coldaisle.telemetry.backend import Backend
-from coldaisle.telemetry.clock import Clock, RealClock
+from coldaisle.agent.state import StateWriter
+from coldaisle.errors import ColdaisleError
+from coldaisle.policy.loader import load_policy
+from coldaisle.sim.open import BackendChoice
+from coldaisle.telemetry.backend import BackendKind
 
 log = logging.getLogger("coldaisle.agent")
+NO_GPU_HINT = ("install the NVIDIA driver and `pip install coldaisle[nvml]`, or run on the simulator with "
+               "`coldaisle agent --backend sim --scenario prometheus-unbound`")
 
 
 @dataclass
-class Options:
+class AgentOptions:
     """Everything `coldaisle agent` takes on its command line."""
 
     backend: str = "auto"  # auto | nvml | sim
@@ -63,6 +61,13 @@ class Options:
     state: Path | None = None  # `coldaisle health` reads it (default: beside the audit log)
     bmc: Path | None = None  # the BMC file for `power_cycle` (actions/bmc.py); none: power cycles are refused
 
+    def runtime(self) -> RuntimeOptions:
+        """The node runtime these flags describe."""
+        kind = BackendKind.parse(self.backend, (BackendKind.AUTO, BackendKind.NVML, BackendKind.SIM))
+        return RuntimeOptions(BackendChoice(kind, self.scenario, self.node, speed=self.speed), self.policy,
+                              self.enforce, self.interval_s, self.audit, webhook=self.webhook, bmc=self.bmc,
+                              signatures=list(self.signatures), hint=NO_GPU_HINT)
+
 
 def apply_priority(mode: str) -> str:
     """Raise this process's scheduling priority before any thread starts; returns what was applied."""
@@ -81,145 +86,67 @@ def apply_priority(mode: str) -> str:
     return "normal"
 
 
-class PacedSimClock:
-    """The twin's clock, paced against the wall clock: sleeping `s` waits s/speed, then advances the twin."""
-
-    def __init__(self, sim: Any, speed: float) -> None:
-        self.sim, self.speed = sim, max(speed, 1e-3)
-
-    def time(self) -> float:
-        """Simulated UTC time."""
-        return float(self.sim.time())
-
-    def monotonic(self) -> float:
-        """Simulated seconds since the scenario started."""
-        return float(self.sim.monotonic())
-
-    def sleep(self, seconds: float) -> None:
-        """Wait in real time, then move the twin forward."""
-        time.sleep(seconds / self.speed)
-        self.sim.sleep(seconds)
-
-
-class Notify:
-    """NOTIFY to the log and, when configured, to an Alertmanager-compatible webhook."""
-
-    kind = ActionKind.NOTIFY
-
-    def __init__(self, *targets: Any) -> None:
-        self.targets = [t for t in targets if t is not None]
-
-    def execute(self, decision: Decision, *, dry_run: bool) -> Outcome:
-        """Every target gets it; the Outcome reports the worst."""
-        outcomes = [t.execute(decision, dry_run=dry_run) for t in self.targets]
-        bad = [o for o in outcomes if o.status == Status.FAILED]
-        return bad[0] if bad else outcomes[-1]
-
-
-def build_backend(o: Options) -> tuple[Backend, Clock, Any]:
-    """The Backend (NVML, or a node of the twin), its clock and the twin (None on hardware)."""
-    if o.backend in ("auto", "nvml"):
-        try:
-            from coldaisle.telemetry.nvml import NvmlBackend
-
-            return NvmlBackend(node=o.node), RealClock(), None  # in a pod the hostname is not the node's name
-        except BackendUnavailable as exc:
-            if o.backend == "nvml":
-                raise
-            raise BackendUnavailable(
-                f"no GPU telemetry on this host: {exc.message}",
-                hint="install the NVIDIA driver and `pip install coldaisle[nvml]`, or run on the simulator with "
-                     "`coldaisle agent --backend sim --scenario prometheus-unbound`") from None
-    if o.backend != "sim":
-        raise ColdaisleError(f"unknown backend {o.backend!r}", hint="use auto, nvml or sim", exit_code=2)
-    from coldaisle.sim.backend import SimBackend
-    from coldaisle.sim.replay import load_plan
-    from coldaisle.sim.twin import Twin
-
-    twin = Twin(load_plan(o.scenario))
-    return SimBackend(twin, node=o.node), PacedSimClock(twin.clock, o.speed), twin
-
-
-def build_executors(o: Options, backend: Backend, twin: Any, clock: Clock) -> dict[ActionKind, Any]:
-    """Real executors on hardware, the twin's for signals and drains on the simulator."""
-    webhook = WebhookNotifier(o.webhook, clock=clock) if o.webhook else None
-    ex: dict[ActionKind, Any] = {ActionKind.NOTIFY: Notify(LogNotifier(clock=clock), webhook),
-                                 ActionKind.POWER_CAP: PowerCapper(backend, clock=clock)}
-    if twin is not None:
-        from coldaisle.actions.sim import SimDrain, SimSignaller
-
-        sig: Any = SimSignaller(twin)
-        drain: Any = SimDrain(twin)
-    else:
-        import shutil
-
-        from coldaisle.actions.drain import SlurmDrain
-        from coldaisle.actions.k8s import KubernetesDrain
-        from coldaisle.actions.signal import ProcessSignaller
-
-        sig = ProcessSignaller(clock=clock)
-        drain = SlurmDrain(clock=clock) if shutil.which("scontrol") or not os.environ.get(
-            "KUBERNETES_SERVICE_HOST") else KubernetesDrain(clock=clock)
-    from coldaisle.actions.bmc import BmcFile, IpmiPowerCycle, load_bmcs
-
-    # the out-of-band last rung: off (every power_cycle refused, and audited as such) unless a BMC file enables it
-    cycle = IpmiPowerCycle(load_bmcs(o.bmc) if o.bmc is not None else BmcFile(), clock=clock)
-    return ex | {ActionKind.SIGTERM: sig, ActionKind.SIGKILL: sig, ActionKind.DRAIN: drain,
-                 ActionKind.POWER_CYCLE: cycle}
-
-
-def enforcing(o: Options, lp: LoadedPolicy, twin: Any) -> bool:
-    """--enforce / --dry-run win; otherwise the simulator enforces and a real node follows the policy's mode."""
-    if o.enforce is not None:
-        return o.enforce
-    return twin is not None or lp.policy.mode == "enforce"
-
-
-def run(o: Options, say: Callable[[str], None]) -> int:
+def run(o: AgentOptions, say: Callable[[str], None]) -> int:
     """Run the agent until SIGTERM/SIGINT (or `duration_s`); returns the exit code."""
     applied = apply_priority(o.priority)
-    lp = load_policy(o.policy)
-    backend, clock, twin = build_backend(o)
-    enforce = enforcing(o, lp, twin)
-    audit = AuditLog(o.audit, clock=clock)
-    fleet = twin.plan.layout.n_nodes if twin is not None else lp.policy.fleet_size
-    runner = ActionRunner(build_executors(o, backend, twin, clock), audit, dry_run=not enforce, clock=clock,
-                          breaker=CircuitBreaker(lp.policy.drain_max_share, lp.policy.drain_window, fleet, clock),
-                          asynchronous=True)
-    node = o.node or (f"sim:{twin.plan.scenario.name}" if twin is not None else socket.gethostname())
-    collector = FrameCollector(node, dcgm_names=o.dcgm_names)
-    agent = _agent(backend, lp, runner, clock, o, node, twin, collector, audit)
-    server = _server(o, collector, agent, runner, audit)
-    audit.note("agent started", mode="enforce" if enforce else "dry-run", policy=lp.source, priority=applied)
-    say(f"coldaisle agent on {node}: {len(backend.devices())} GPUs, policy {lp.source}, "
-        f"{'ENFORCING' if enforce else 'dry-run (decides and audits, acts on nothing; --enforce to act)'}, "
+    rt = assemble(o.runtime())
+    try:
+        return _serve(o, rt, applied, say)
+    finally:
+        rt.close()
+
+
+def _serve(o: AgentOptions, rt: NodeRuntime, applied: str, say: Callable[[str], None]) -> int:
+    agent, audit, gpus = rt.agent, rt.audit, len(rt.agent.backend.devices())
+    collector = FrameCollector(rt.node, dcgm_names=o.dcgm_names)
+    rt.on_tick(_export(rt, collector))
+    server = _server(o, collector, agent, rt.runner, audit)
+    mode = "enforce" if rt.enforce else "dry-run"
+    audit.note("agent started", mode=mode, policy=rt.policy.source, priority=applied)
+    say(f"coldaisle agent on {rt.node}: {gpus} GPUs, policy {rt.policy.source}, "
+        f"{'ENFORCING' if rt.enforce else 'dry-run (decides and audits, acts on nothing; --enforce to act)'}, "
         f"priority {applied}, metrics on {server.url}/metrics, audit log {o.audit}")
     sd = SdNotify.from_env()
-    _after_tick(agent, o.state or o.audit.with_name("state.json"), node, sd)
-    sd.ready(f"{node}: {len(backend.devices())} GPUs, {'enforcing' if enforce else 'dry-run'}")
+    rt.on_tick(_state_file(agent, o.state or o.audit.with_name("state.json"), rt.node))
+    rt.on_tick(lambda *_: sd.tick())
+    sd.ready(f"{rt.node}: {gpus} GPUs, {'enforcing' if rt.enforce else 'dry-run'}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     reload_wanted = threading.Event()
     signal.signal(signal.SIGHUP, lambda *_: reload_wanted.set())
     agent.between_ticks = lambda: _maybe_reload(reload_wanted, o.policy, agent, audit, say)
+    rt.start()
     gc.collect()
     gc.freeze()
     try:
-        until = None if o.duration_s is None else clock.monotonic() + o.duration_s
-        agent.run(stop=stop if twin is None else None, until=until) if twin is None else _run_sim(agent, stop, until)
+        agent.run(stop=stop, until=None if o.duration_s is None else agent.clock.monotonic() + o.duration_s)
     finally:
         sd.stopping()
         server.stop()
-        runner.close()
         audit.note("agent stopped")
-        audit.close()
-        backend.close()
     return 0
 
 
-def _after_tick(agent: Agent, state_path: Path, node: str, sd: SdNotify) -> None:
-    """After every tick: the state snapshot `coldaisle health` reads, then the systemd watchdog ping."""
+def _export(rt: NodeRuntime, collector: FrameCollector) -> Callable[..., None]:
+    """After every tick: the latest Frame, host sample, agent stats and job values for /metrics."""
+    agent, runner = rt.agent, rt.runner
+    jobs_source = agent.job_source
+
+    def export(frame: Any, _nodes: Any, jobs: Any, _decisions: list[Decision]) -> None:
+        with agent.lock:
+            views = agent.engine.views(agent.clock.monotonic())
+        stats = AgentStats(agent.stats.samples, agent.stats.last_duration_s, agent.stats.last_wall,
+                           sum(v.pending for v in views), sum(v.firing for v in views),
+                           {(str(a), str(s)): n for (a, s), n in runner.counts.items()})
+        collector.update(frame, host=rt.host.last if rt.host else None, agent_state=stats,
+                         jobs=getattr(jobs_source, "last_refs", None), job_values=_job_values(jobs))
+
+    return export
+
+
+def _state_file(agent: Agent, state_path: Path, node: str) -> Callable[..., None]:
+    """After every tick: the state snapshot `coldaisle health` reads."""
     writer = StateWriter(state_path, node, interval_s=agent.interval_s,
                          severities=lambda: {cr.rule.name: cr.rule.severity for cr in agent.engine.rules})
 
@@ -228,7 +155,7 @@ def _after_tick(agent: Agent, state_path: Path, node: str, sd: SdNotify) -> None
             views = agent.engine.views(agent.clock.monotonic())
         writer.write(frame, nodes.values, views, samples=agent.stats.samples, errors=agent.stats.errors)
 
-    agent.on_tick = chain(agent.on_tick, snapshot, lambda *_: sd.tick())
+    return snapshot
 
 
 def _maybe_reload(wanted: threading.Event, source: str, agent: Agent, audit: AuditLog,
@@ -248,61 +175,6 @@ def _maybe_reload(wanted: threading.Event, source: str, agent: Agent, audit: Aud
     say(f"policy reloaded: {len(lp.rules)} rules from {lp.source}")
 
 
-def _run_sim(agent: Agent, stop: threading.Event, until: float | None) -> None:
-    while not stop.is_set() and (until is None or agent.clock.monotonic() < until):
-        agent.run(until=agent.clock.monotonic() + agent.interval_s)
-
-
-def _agent(backend: Backend, lp: LoadedPolicy, runner: ActionRunner, clock: Clock, o: Options, node: str,
-           twin: Any, collector: FrameCollector, audit: AuditLog) -> Agent:
-    if twin is not None:
-        from coldaisle.sim.sources import SimJobs, SimNodes
-
-        nodes: Any = SimNodes(backend)  # type: ignore[arg-type]
-        jobs: Any = SimJobs(backend)  # type: ignore[arg-type]
-        last = {}
-    else:
-        from coldaisle.agent.host import HostProbe
-        from coldaisle.agent.procjobs import ProcJobs
-
-        probe = HostProbe(clock=clock)
-        last: dict[str, Any] = {}
-
-        def sample_host() -> dict[str, float]:
-            last["host"] = probe.sample()
-            return last["host"].as_dict()
-
-        kernel = _kernel_watch(o, node, backend, clock, audit)
-        last["kernel"] = kernel
-
-        def sample_node() -> dict[str, float]:
-            values = sample_host()
-            if kernel is not None:
-                values["kernel_gpu_errors"] = kernel.recent_count()
-            return values
-
-        nodes = LocalNode(node, probe=sample_node)
-        jobs = ProcJobs()
-    capper = runner.executors[ActionKind.POWER_CAP]
-
-    def on_tick(frame: Any, nodes_: Any, jobs_: Any, decisions: list[Decision]) -> None:
-        capper.observe(frame)
-        with agent.lock:
-            views = agent.engine.views(clock.monotonic())
-        stats = AgentStats(agent.stats.samples, agent.stats.last_duration_s, agent.stats.last_wall,
-                           sum(v.pending for v in views), sum(v.firing for v in views),
-                           {(str(a), str(s)): n for (a, s), n in runner.counts.items()})
-        collector.update(frame, host=last.get("host"), agent_state=stats,
-                         jobs=getattr(jobs, "last_refs", None), job_values=_job_values(jobs_))
-
-    agent = Agent(backend, lp, runner, clock, interval_s=o.interval_s, nodes=nodes, jobs=jobs,
-                  on_tick=on_tick, note=audit.note)
-    if last.get("kernel") is not None:
-        last["kernel"].on_xid = agent.inject_xid
-        last["kernel"].start()
-    return agent
-
-
 def _job_values(jobs: Any) -> dict[str, dict[str, float]]:
     """Per job label, the heartbeat values the job view read (only jobs with at least one)."""
     out: dict[str, dict[str, float]] = {}
@@ -313,29 +185,7 @@ def _job_values(jobs: Any) -> dict[str, dict[str, float]]:
     return out
 
 
-def _kernel_watch(o: Options, node: str, backend: Backend, clock: Clock, audit: AuditLog) -> Any:
-    """Follow /dev/kmsg if this host lets us read it (a container often does not: say so and go on)."""
-    from coldaisle.agent.kernel import KernelWatch
-    from coldaisle.agent.kmsg import SIGNATURES, KmsgFollower, catalog_patterns
-
-    try:
-        patterns: Any = catalog_patterns(o.signatures)  # the triage catalog: classes mean the same live and after
-    except ColdaisleError:
-        raise  # a broken site signature file is a configuration error: file, line and field, at start
-    except Exception as exc:  # the catalog itself failing must not cost the node its kernel watch
-        audit.note("signature catalog not loaded; built-in kernel signatures in use", error=str(exc))
-        patterns = SIGNATURES
-    try:
-        follower = KmsgFollower("/dev/kmsg", cursor_file=o.audit.with_name("kmsg.cursor"), host=node, clock=clock,
-                                patterns=patterns)
-        follower.poll()  # catch up (the cursor keeps lines seen before a restart from firing again)
-    except OSError as exc:
-        audit.note("kernel log not followed", error=str(exc))
-        return None
-    return KernelWatch(follower, backend.devices(), clock, on_xid=lambda _d, _x: None)
-
-
-def _server(o: Options, collector: FrameCollector, agent: Agent, runner: ActionRunner,
+def _server(o: AgentOptions, collector: FrameCollector, agent: Agent, runner: ActionRunner,
             audit: AuditLog) -> AgentServer:
     host, _, port = o.listen.rpartition(":")
 

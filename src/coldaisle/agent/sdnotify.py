@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from coldaisle.telemetry.clock import Clock, RealClock
 
@@ -92,14 +92,3 @@ class SdNotify:
 
 def _line(text: str) -> str:
     return " ".join(text.split())
-
-
-def chain(*callbacks: Callable[..., None] | None) -> Callable[..., None]:
-    """One callback that calls each given one in turn with the same arguments."""
-    cbs = [c for c in callbacks if c is not None]
-
-    def call(*args: object) -> None:
-        for c in cbs:
-            c(*args)
-
-    return call

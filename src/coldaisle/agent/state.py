@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from coldaisle.errors import ColdaisleError
+from coldaisle.policy.step import XID_MEMORY_S
 
 SCHEMA = "coldaisle.state/1"
-XID_MEMORY_S = 300.0  # as the agent's loop: an Xid older than this no longer describes the GPU
 
 
 class StateUnreadable(ColdaisleError):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coldaisle.guard.policywatch import PolicyWatch
-from coldaisle.guard.watch import Kind, MemoryWatch, Verdict
+from coldaisle.guard.watch import Look, MemoryWatch, Verdict, VerdictKind
 from coldaisle.telemetry.backend import Backend
 from coldaisle.telemetry.frame import Frame
 
@@ -71,7 +71,7 @@ class SpinWatch:
         if t - self.since < self.timeout_s:
             return None
         names = [f"{frame.devices[i].node}/gpu{frame.devices[i].index}" for i in devices]
-        return Verdict(Kind.HANG, f"collective spin on every GPU of the job for {t - self.since:.1f} s "
+        return Verdict(VerdictKind.HANG, f"collective spin on every GPU of the job for {t - self.since:.1f} s "
                                   f"(utilisation >= {self.sig.util_gpu_min:g}%, memory controller <= "
                                   f"{self.sig.util_memory_max:g}%, links idle)",
                        {"signal": "gpu_spin", "gpus": names, "spin_s": round(t - self.since, 2),
@@ -83,7 +83,8 @@ class GpuWatch:
     """Samples the Backend for the supervisor: spin signature and device-memory runaway over the job's GPUs."""
 
     def __init__(self, backend: Backend, *, hang_timeout_s: float, lead_s: float, env: Mapping[str, str],
-                 before_sample: Callable[[], None] | None = None, policy: PolicyWatch | None = None) -> None:
+                 before_sample: Callable[[], None] | None = None, policy: PolicyWatch | None = None,
+                 say: Callable[[str], None] = print) -> None:
         self.backend, self.env, self.lead_s = backend, env, lead_s
         self.spin = SpinWatch(hang_timeout_s)
         self.before_sample = before_sample  # the simulator: move the twin to "now"
@@ -91,6 +92,17 @@ class GpuWatch:
         self.policy = policy  # the agent's rules for this job (thermal, memory), when given
         self.last: Frame | None = None
         self.last_devices = np.zeros(0, dtype=np.intp)  # the job's GPUs in `last`
+        self.say, self.failed = say, False
+
+    def look(self, job: Look) -> Verdict | None:
+        """The Backend's view; a failing read is reported once and the other watches go on."""
+        try:
+            return self.check(job.now, job.pids, job.progress_age_s)
+        except Exception as exc:
+            if not self.failed:
+                self.say(f"GPU telemetry failed ({type(exc).__name__}: {exc}); the other watches go on")
+            self.failed = True
+            return None
 
     def check(self, t: float, pids: set[int], progress_age_s: float = math.nan) -> Verdict | None:
         """One sample; a hang, runaway-memory or policy (thermal ...) verdict, or None."""
@@ -111,7 +123,7 @@ class GpuWatch:
             v = watch.add(t, used)
             if v is not None:
                 dev = frame.devices[i]
-                verdict = Verdict(Kind.RUNAWAY_MEMORY, f"{dev.node}/gpu{dev.index}: {v.reason}",
+                verdict = Verdict(VerdictKind.RUNAWAY_MEMORY, f"{dev.node}/gpu{dev.index}: {v.reason}",
                                   {**v.evidence, "source": f"device memory of {dev.node}/gpu{dev.index} "
                                                            f"({dev.uuid})"})
         return verdict

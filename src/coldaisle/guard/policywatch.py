@@ -16,11 +16,10 @@ from dataclasses import replace
 import numpy as np
 
 from coldaisle.actions.interface import ActionKind
-from coldaisle.guard.watch import Kind, Verdict
-from coldaisle.policy.context import EvalContext, Jobs, Nodes
-from coldaisle.policy.engine import Engine
-from coldaisle.policy.history import History
+from coldaisle.guard.watch import Verdict, VerdictKind
+from coldaisle.policy.context import Jobs, Nodes
 from coldaisle.policy.loader import LoadedPolicy
+from coldaisle.policy.step import PolicyStep
 from coldaisle.telemetry.frame import Frame
 
 JOB = "supervised-job"
@@ -30,13 +29,12 @@ _STOPS = (ActionKind.SIGTERM, ActionKind.SIGKILL)
 class PolicyWatch:
     """Evaluates the policy's non-hang rules for the supervised job; a stop order is a verdict."""
 
-    def __init__(self, policy: LoadedPolicy, *, interval_s: float, wall: Callable[[], float],
+    def __init__(self, policy: LoadedPolicy, *, devices: int, interval_s: float, wall: Callable[[], float],
                  say: Callable[[str], None]) -> None:
         rules = [r for r in policy.rules if r.rule.verdict != "hang"]
-        self.policy = replace(policy, rules=rules)
-        self.engine = Engine(rules, wall=wall, note=say)
-        self.history = History(self.policy.windows, interval_s)
-        self.kinds = {r.rule.name: Kind(r.rule.verdict or "thermal") for r in rules}
+        self.step = PolicyStep(replace(policy, rules=rules), devices=devices, interval_s=interval_s, wall=wall,
+                               note=say)
+        self.kinds = {r.rule.name: VerdictKind(r.rule.verdict or "thermal") for r in rules}
         self.say = say
         self._told: set[str] = set()
 
@@ -51,9 +49,7 @@ class PolicyWatch:
         jobs = Jobs([JOB], of_device, np.where(mine, 0, -1).astype(np.intp),
                     {"job_progress_age_s": np.array([progress_age_s])})
         node = frame.devices[0].node if n else "localhost"
-        ctx = EvalContext(frame, Nodes([node], np.zeros(n, dtype=np.intp)), jobs, self.history)
-        self.history.append(frame, {c: ctx.column(c, "device") for c in self.history.columns})
-        for d in self.engine.evaluate(ctx):
+        for d in self.step(frame, Nodes([node], np.zeros(n, dtype=np.intp)), jobs):
             if d.action in _STOPS and d.target.job == JOB:
                 return Verdict(self.kinds[d.rule], f"policy rule {d.rule} ({d.severity}) orders {d.action} for "
                                                     f"the job: {d.params.get('reason', '')}",

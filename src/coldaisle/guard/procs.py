@@ -8,27 +8,23 @@ so tests can point them elsewhere; a process that exits while being read is simp
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from coldaisle.actions.safety import ProcessInfo, pids
+from coldaisle.telemetry.procfs import ProcessInfo, pids, read_environ, rss_bytes
 
 RUN_ID_VAR = "COLDAISLE_RUN_ID"
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def has_marker(pid: int, marker: bytes, proc: str | os.PathLike[str] = "/proc") -> bool:
+def has_marker(pid: int, marker: str, proc: str | os.PathLike[str] = "/proc") -> bool:
     """Whether `pid`'s initial environment holds `marker` (a whole `NAME=value` entry)."""
-    try:
-        environ = (Path(proc) / str(pid) / "environ").read_bytes()
-    except OSError:
-        return False
-    return marker in environ.split(b"\0")
+    env = read_environ(pid, proc)
+    name, _, value = marker.partition("=")
+    return env is not None and env.get(name) == value
 
 
 def job_processes(session: int, run_id: str, proc: str | os.PathLike[str] = "/proc",
                   exclude: frozenset[int] = frozenset()) -> list[ProcessInfo]:
     """Every live process of the job: members of its session, and any process carrying its run id."""
-    marker = f"{RUN_ID_VAR}={run_id}".encode()
+    marker = f"{RUN_ID_VAR}={run_id}"
     out = []
     for pid in pids(proc):
         if pid in exclude:
@@ -39,15 +35,6 @@ def job_processes(session: int, run_id: str, proc: str | os.PathLike[str] = "/pr
         if info.session == session or has_marker(pid, marker, proc):
             out.append(info)
     return sorted(out, key=lambda p: p.pid)
-
-
-def rss_bytes(pid: int, proc: str | os.PathLike[str] = "/proc") -> int:
-    """Resident memory of one process (statm's second field, in pages), 0 when it is gone."""
-    try:
-        fields = (Path(proc) / str(pid) / "statm").read_text().split()
-        return int(fields[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def total_rss_bytes(processes: list[ProcessInfo], proc: str | os.PathLike[str] = "/proc") -> int:

@@ -10,43 +10,24 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from coldaisle.actions.safety import ProcessInfo
-from coldaisle.guard.stackscan import Activity, StackReport
+from coldaisle.guard.heartbeat import HeartbeatSnapshot
+from coldaisle.guard.stackscan import Activity, StackReport, parse_dump
+from coldaisle.telemetry.procfs import ProcessInfo, any_thread_in_d_state, read_environ
 
 
 def environ_rank(pid: int, proc: str | os.PathLike[str] = "/proc") -> int | None:
     """`RANK` (else `LOCAL_RANK`) from the process's initial environment; None when absent or unreadable."""
-    try:
-        env = dict(e.split(b"=", 1) for e in (Path(proc) / str(pid) / "environ").read_bytes().split(b"\0")
-                   if b"=" in e)
-    except OSError:
-        return None
-    for name in (b"RANK", b"LOCAL_RANK"):
+    env = read_environ(pid, proc) or {}
+    for name in ("RANK", "LOCAL_RANK"):
         try:
             return int(env[name])
         except (KeyError, ValueError):
             continue
     return None
-
-
-def stuck_in_io(pid: int, proc: str | os.PathLike[str] = "/proc") -> bool:
-    """Whether any thread of `pid` is in uninterruptible sleep (D): disk, NFS, or a wedged driver."""
-    try:
-        tasks = list((Path(proc) / str(pid) / "task").iterdir())
-    except OSError:
-        return False
-    for task in tasks:
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.rfind(")") + 2:].startswith("D"):
-            return True
-    return False
 
 
 def rank_leads(members: list[ProcessInfo], proc: str | os.PathLike[str] = "/proc") -> dict[int, ProcessInfo]:
@@ -127,6 +108,20 @@ class HangAnalysis:
                 "io_ranks": [v.rank for v in self.io], "ranks": [one(v) for v in
                                                                  (*self.waiting, *self.stragglers, *self.io,
                                                                   *self.elsewhere, *self.unknown)]}
+
+
+def rank_views(members: list[ProcessInfo], stacks: Mapping[int, str], heartbeats: HeartbeatSnapshot | None,
+               proc: str | os.PathLike[str] = "/proc") -> list[RankView]:
+    """Each rank's own process (from RANK in its environment, else its heartbeat) with its stack and state."""
+    ranks = heartbeats.ranks if heartbeats else ()
+    steps = {r.pid: r.step for r in ranks}
+    leads = {p.pid: r for r, p in rank_leads(members, proc).items()}
+    alive = {p.pid for p in members}
+    for r in ranks:
+        if r.pid in alive and r.pid not in leads:
+            leads[r.pid] = r.rank
+    return [RankView(rank, pid, any_thread_in_d_state(pid, proc), parse_dump(stacks.get(pid, "")), steps.get(pid))
+            for pid, rank in sorted(leads.items(), key=lambda kv: kv[1])]
 
 
 def analyse(views: list[RankView]) -> HangAnalysis:

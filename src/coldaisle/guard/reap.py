@@ -13,8 +13,8 @@ import signal
 from contextlib import suppress
 from dataclasses import dataclass
 
-from coldaisle.actions.safety import ProcessInfo
 from coldaisle.telemetry.clock import Clock
+from coldaisle.telemetry.procfs import ProcessInfo
 
 _KILL_WAIT_S = 5.0
 

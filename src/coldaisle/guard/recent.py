@@ -16,6 +16,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from coldaisle.guard.gpuwatch import GpuWatch
+from coldaisle.guard.procs import total_rss_bytes
+from coldaisle.guard.watch import Look, Verdict
 from coldaisle.telemetry.frame import Frame
 
 GPU_COLUMNS = (("temperature_c", "C"), ("power_w", "W"), ("utilization_gpu", "%"), ("memory_used_bytes", "GiB"))
@@ -73,3 +76,23 @@ def gpu_values(frame: Frame | None, devices: np.ndarray) -> dict[str, float]:
             value = float(getattr(frame, col)[i])
             out[f"{label} {col}"] = value / 2**30 if unit == "GiB" else value
     return out
+
+
+class TelemetryWatch:
+    """A watch that only records: one row of the job's telemetry per look (at most one a second), for the bundle."""
+
+    def __init__(self, recent: RecentTelemetry, gpu: GpuWatch | None = None) -> None:
+        self.recent, self.gpu = recent, gpu
+
+    def look(self, job: Look) -> Verdict | None:
+        """Record the job's host memory, heartbeat and GPUs; never a verdict."""
+        if not self.recent.due(job.wall):
+            return None
+        ranks = job.heartbeats.ranks
+        row = {"job host memory (GiB)": total_rss_bytes(job.members()) / 2**30,
+               "progress age (s)": job.progress_age_s,
+               "step": float(max((r.step for r in ranks), default=math.nan))}
+        if self.gpu is not None:
+            row |= gpu_values(self.gpu.last, self.gpu.last_devices)
+        self.recent.add(job.wall, row)
+        return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 PY_SPY_HINT = "install it with `pip install 'coldaisle[guard]'` (py-spy, from PyPI)"
@@ -40,3 +41,20 @@ def dump_stacks(pids: list[int], timeout_s: float = 10.0, workers: int = 8) -> d
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(pids)))) as pool:
         texts = pool.map(lambda pid: dump_stack(pid, timeout_s, exe), pids)
         return dict(zip(pids, texts, strict=True))
+
+
+class StackCache:
+    """The run's latest dumps by pid: taken by the stack watch or the hang judge, reused by the bundle."""
+
+    def __init__(self) -> None:
+        self.by_pid: dict[int, str] = {}
+
+    def dump(self, pids: Iterable[int]) -> dict[int, str]:
+        """Dump `pids` now; these become the latest dumps."""
+        self.by_pid = dump_stacks(list(pids))
+        return self.by_pid
+
+    def with_missing(self, pids: Iterable[int]) -> dict[int, str]:
+        """The latest dumps plus fresh ones of the pids not dumped yet (a verdict's last look at the job)."""
+        fresh = [pid for pid in pids if pid not in self.by_pid]
+        return {**self.by_pid, **(dump_stacks(fresh) if fresh else {})}

@@ -47,7 +47,7 @@ class Activity(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Frame:
+class StackFrame:
     """One line of a dump: a Python `function (file:line)` or a native `symbol (library)`."""
 
     function: str
@@ -69,9 +69,9 @@ class Thread:
     ident: str
     status: str  # py-spy's "active" / "idle" / "gil" ...
     name: str
-    frames: tuple[Frame, ...]
+    frames: tuple[StackFrame, ...]
     activity: Activity
-    at: Frame | None  # the frame that decided the activity (the collective call, the write ...)
+    at: StackFrame | None  # the frame that decided the activity (the collective call, the write ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ class StackReport:
         return lead.activity if lead else Activity.UNKNOWN
 
 
-def classify_frames(frames: tuple[Frame, ...]) -> tuple[Activity, Frame | None]:
+def classify_frames(frames: tuple[StackFrame, ...]) -> tuple[Activity, StackFrame | None]:
     """A collective anywhere on the stack wins (its socket writes are not checkpoint I/O), then I/O."""
     for fr in frames:
         if COLLECTIVE_NATIVE.search(fr.function) or (
@@ -102,7 +102,7 @@ def classify_frames(frames: tuple[Frame, ...]) -> tuple[Activity, Frame | None]:
     return Activity.OTHER, next((f for f in frames if f.python), frames[0] if frames else None)
 
 
-def _python_caller(frames: tuple[Frame, ...], hit: Frame) -> Frame:
+def _python_caller(frames: tuple[StackFrame, ...], hit: StackFrame) -> StackFrame:
     """For a native hit, the first Python frame above it names the call a person recognises."""
     if hit.python:
         return hit
@@ -114,7 +114,7 @@ def parse_dump(text: str) -> StackReport:
     """Parse py-spy's `dump` output; text that is not a dump is kept as the error."""
     threads: list[Thread] = []
     head: tuple[str, str, str] | None = None
-    frames: list[Frame] = []
+    frames: list[StackFrame] = []
 
     def close() -> None:
         if head is not None:
@@ -129,7 +129,7 @@ def parse_dump(text: str) -> StackReport:
             continue
         f = _FRAME.match(line)
         if head is not None and f and not line.lstrip().startswith(("Process ", "Python v")):
-            frames.append(Frame(f.group("fn").strip(), f.group("where").strip()))
+            frames.append(StackFrame(f.group("fn").strip(), f.group("where").strip()))
     close()
     if not threads:
         return StackReport(error=text.strip().splitlines()[0] if text.strip() else "empty dump")

@@ -1,18 +1,22 @@
-"""The verdicts `coldaisle run` acts on, their exit codes, and the two watches that reach them.
+"""The verdicts `coldaisle run` acts on, their exit codes, the `Watch` protocol, and the two basic watches.
 
-Both watches are pure over what they are fed (heartbeat snapshots, RSS samples, clock readings), so the
-thresholds are tested without processes and the supervisor only does the IO.
+Every watch has one method, `look(job) -> Verdict | None`, over one `Look` at the job (the moment, its
+heartbeats, its processes read once on first use); the supervisor is a loop over its watches. The heartbeat
+and host-memory watches here are pure over what they are fed, so thresholds are tested without processes.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from coldaisle.guard.heartbeat import HeartbeatSnapshot
+from coldaisle.guard.procs import total_rss_bytes
+from coldaisle.telemetry.procfs import ProcessInfo
 
 
 class ExitCode(IntEnum):
@@ -29,7 +33,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 127
 
 
-class Kind(StrEnum):
+class VerdictKind(StrEnum):
     """Why a run ended badly."""
 
     HANG = "hang"
@@ -43,9 +47,42 @@ class Kind(StrEnum):
 class Verdict:
     """A decision and the numbers that led to it: what the bundle's verdict.json and summary.md say."""
 
-    kind: Kind
+    kind: VerdictKind
     reason: str
     evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class Look:
+    """One look at the job, shared by every watch: the moment, its heartbeats, its processes (read on first use)."""
+
+    def __init__(self, now: float, wall: float, heartbeats: HeartbeatSnapshot,
+                 members: Callable[[], list[ProcessInfo]]) -> None:
+        self.now, self.wall, self.heartbeats = now, wall, heartbeats
+        self._read_members, self._members = members, None
+
+    def members(self) -> list[ProcessInfo]:
+        """Every live process of the job (a /proc scan, done once per look)."""
+        if self._members is None:
+            self._members = self._read_members()
+        return self._members
+
+    @property
+    def pids(self) -> set[int]:
+        """The job's process ids."""
+        return {p.pid for p in self.members()}
+
+    @property
+    def progress_age_s(self) -> float:
+        """Seconds since the freshest rank's last progress (NaN: no rank reports)."""
+        return min((r.age_s for r in self.heartbeats.ranks), default=math.nan)
+
+
+class Watch(Protocol):
+    """Something that looks at the job every tick and may decide how its run ends."""
+
+    def look(self, job: Look) -> Verdict | None:
+        """A verdict, or None to let the job go on."""
+        ...
 
 
 class HangWatch:
@@ -58,6 +95,10 @@ class HangWatch:
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
 
+    def look(self, job: Look) -> Verdict | None:
+        """The heartbeat verdict for this look."""
+        return self.check(job.heartbeats)
+
     def check(self, snapshot: HeartbeatSnapshot) -> Verdict | None:
         """A hang verdict when the freshest rank's last progress is older than the timeout."""
         if not snapshot.ranks:
@@ -67,7 +108,7 @@ class HangWatch:
             return None
         ranks = {str(r.rank if r.rank >= 0 else r.pid): {"step": r.step, "age_s": round(r.age_s, 3), "pid": r.pid}
                  for r in snapshot.ranks}
-        return Verdict(Kind.HANG, f"no rank made progress for {freshest:.1f} s (timeout {self.timeout_s:g} s)",
+        return Verdict(VerdictKind.HANG, f"no rank made progress for {freshest:.1f} s (timeout {self.timeout_s:g} s)",
                        {"timeout_s": self.timeout_s, "freshest_age_s": round(freshest, 3), "ranks": ranks})
 
 
@@ -83,6 +124,10 @@ class MemoryWatch:
         self.window_s, self.min_samples = window_s, min_samples
         self._samples: deque[tuple[float, float]] = deque()
 
+    def look(self, job: Look) -> Verdict | None:
+        """The job's host memory now: every process's RSS."""
+        return self.add(job.now, total_rss_bytes(job.members()))
+
     def add(self, t: float, used_bytes: float) -> Verdict | None:
         """Feed one sample (monotonic seconds, bytes); a verdict when exhaustion is nearer than `lead_s`."""
         self._samples.append((t, used_bytes))
@@ -92,7 +137,7 @@ class MemoryWatch:
         eta_s = (self.limit_bytes - used_bytes) / slope if slope > 0 else math.inf
         if used_bytes < self.limit_bytes and (len(self._samples) < self.min_samples or eta_s > self.lead_s):
             return None
-        return Verdict(Kind.RUNAWAY_MEMORY,
+        return Verdict(VerdictKind.RUNAWAY_MEMORY,
                        f"memory {used_bytes / 2**20:.0f} MiB growing {slope / 2**20:.1f} MiB/s reaches the limit "
                        f"{self.limit_bytes / 2**20:.0f} MiB in {max(eta_s, 0):.1f} s",
                        {"used_bytes": int(used_bytes), "limit_bytes": int(self.limit_bytes),

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coldaisle.actions.drain import SlurmDrain
+from coldaisle.agent.state import StateUnreadable, read_state
 from coldaisle.health.slurm import NodeAction, drain_for_health, node_name, resume_if_ours
-from coldaisle.health.state import StateUnreadable, read_state
-from coldaisle.health.verdict import Limits, Verdict, judge, unknown
+from coldaisle.health.verdict import HealthVerdict, Limits, judge, unknown
 
 DEFAULT_STATE = Path("/var/lib/coldaisle/state.json")
 
@@ -36,7 +36,7 @@ class HealthOptions:
 class HealthResult:
     """The verdict and what was done to the node about it."""
 
-    verdict: Verdict
+    verdict: HealthVerdict
     node: str | None = None
     action: NodeAction | None = None
 

@@ -130,14 +130,14 @@ def job_gpus(env: Mapping[str, str]) -> set[int] | None:
 
 def node_stage(o: PrologOptions, drain: SlurmDrain) -> PrologResult:
     """Preflight's GPU checks; failures on the job's GPUs drain the node and fail the prolog."""
-    from coldaisle.preflight.context import Options
-    from coldaisle.preflight.interface import Severity
+    from coldaisle.preflight.context import PreflightOptions
+    from coldaisle.preflight.interface import CheckSeverity
     from coldaisle.preflight.runner import run_preflight
 
-    report = run_preflight(Options(only=["gpu"], backend=o.backend, scenario=o.scenario, node=o.sim_node,
+    report = run_preflight(PreflightOptions(only=["gpu"], backend=o.backend, scenario=o.scenario, node=o.sim_node,
                                    env=o.env, advisories=[], shipped_advisories=False))
     mine = job_gpus(o.env)
-    fails = [f for f in report.findings if f.severity == Severity.FAIL and _concerns(f, mine)]
+    fails = [f for f in report.findings if f.severity == CheckSeverity.FAIL and _concerns(f, mine)]
     job = o.env.get("SLURM_JOB_ID", "")
     if not fails:
         return PrologResult(0, (f"job {job}: preflight passed on {len(report.checks)} GPU checks",))

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from coldaisle.health.state import AgentState
+from coldaisle.agent.state import AgentState
 
 
-class Status(IntEnum):
+class NagiosStatus(IntEnum):
     """Nagios plugin return codes (what monitoring systems and health-check wrappers read)."""
 
     OK = 0
@@ -40,15 +40,15 @@ class Limits:
 class Problem:
     """One reason for the status, in words fit for a Slurm drain reason."""
 
-    status: Status
+    status: NagiosStatus
     text: str
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class HealthVerdict:
     """The status and every problem behind it, worst first."""
 
-    status: Status
+    status: NagiosStatus
     problems: tuple[Problem, ...] = field(default_factory=tuple)
 
     def summary(self) -> str:
@@ -59,15 +59,16 @@ class Verdict:
     @property
     def drain(self) -> bool:
         """CRITICAL, and only CRITICAL, takes the node out of service."""
-        return self.status == Status.CRITICAL
+        return self.status == NagiosStatus.CRITICAL
 
 
-def unknown(why: str) -> Verdict:
+def unknown(why: str) -> HealthVerdict:
     """The verdict when there is no usable state."""
-    return Verdict(Status.UNKNOWN, (Problem(Status.UNKNOWN, why),))
+    return HealthVerdict(NagiosStatus.UNKNOWN, (Problem(NagiosStatus.UNKNOWN, why),))
 
 
-def judge(state: AgentState, now: float, xid_severity: Mapping[int, str], limits: Limits | None = None) -> Verdict:
+def judge(state: AgentState, now: float, xid_severity: Mapping[int, str],
+          limits: Limits | None = None) -> HealthVerdict:
     """The verdict for `state` at real time `now`; `xid_severity` maps Xid codes to critical/error/warning."""
     lim = limits or Limits()
     age = now - state.written_at
@@ -78,22 +79,22 @@ def judge(state: AgentState, now: float, xid_severity: Mapping[int, str], limits
     problems = [*_gpu_problems(state, lim), *_xid_problems(state, xid_severity), *_host_problems(state),
                 *_rule_problems(state)]
     problems.sort(key=lambda p: -int(p.status))
-    status = problems[0].status if problems else Status.OK
-    return Verdict(status, tuple(problems))
+    status = problems[0].status if problems else NagiosStatus.OK
+    return HealthVerdict(status, tuple(problems))
 
 
 def _gpu_problems(state: AgentState, lim: Limits) -> list[Problem]:
     out = []
     if lim.expect_gpus is not None and len(state.gpus) < lim.expect_gpus:
-        out.append(Problem(Status.CRITICAL, f"{len(state.gpus)} of {lim.expect_gpus} GPUs visible"))
+        out.append(Problem(NagiosStatus.CRITICAL, f"{len(state.gpus)} of {lim.expect_gpus} GPUs visible"))
     for g in state.gpus:
         if g.lost:
-            out.append(Problem(Status.CRITICAL, f"gpu{g.index} lost (fell off the bus or stopped answering)"))
+            out.append(Problem(NagiosStatus.CRITICAL, f"gpu{g.index} lost (fell off the bus or stopped answering)"))
         elif math.isfinite(g.sample_age_s) and g.sample_age_s > lim.hung_after_s:
-            out.append(Problem(Status.CRITICAL, f"gpu{g.index} has not answered for {g.sample_age_s:.0f} s"))
+            out.append(Problem(NagiosStatus.CRITICAL, f"gpu{g.index} has not answered for {g.sample_age_s:.0f} s"))
         elif math.isfinite(g.temperature_c) and math.isfinite(g.slowdown_c) \
                 and g.slowdown_c - g.temperature_c < lim.warn_headroom_c:
-            out.append(Problem(Status.WARNING, f"gpu{g.index} at {g.temperature_c:.0f} C, slowdown at "
+            out.append(Problem(NagiosStatus.WARNING, f"gpu{g.index} at {g.temperature_c:.0f} C, slowdown at "
                                                f"{g.slowdown_c:.0f} C"))
     return out
 
@@ -102,7 +103,7 @@ def _xid_problems(state: AgentState, xid_severity: Mapping[int, str]) -> list[Pr
     out = []
     for x in state.xids:
         sev = xid_severity.get(x.xid, "error")
-        status = Status.CRITICAL if sev == "critical" else Status.WARNING
+        status = NagiosStatus.CRITICAL if sev == "critical" else NagiosStatus.WARNING
         out.append(Problem(status, f"gpu{x.device} Xid {x.xid} {x.age_s:.0f} s ago"))
     return out
 
@@ -111,13 +112,13 @@ def _host_problems(state: AgentState) -> list[Problem]:
     out = []
     kernel = state.host.get("kernel_gpu_errors", math.nan)
     if math.isfinite(kernel) and kernel > 0:
-        out.append(Problem(Status.CRITICAL, f"kernel log reported {kernel:.0f} GPU errors recently"))
+        out.append(Problem(NagiosStatus.CRITICAL, f"kernel log reported {kernel:.0f} GPU errors recently"))
     d_state = state.host.get("d_state_processes", math.nan)
     if math.isfinite(d_state) and d_state > 0:
-        out.append(Problem(Status.WARNING, f"{d_state:.0f} processes in D state"))
+        out.append(Problem(NagiosStatus.WARNING, f"{d_state:.0f} processes in D state"))
     return out
 
 
 def _rule_problems(state: AgentState) -> list[Problem]:
-    return [Problem(Status.WARNING, f"rule {r.name} ({r.severity}) firing on {r.firing}")
+    return [Problem(NagiosStatus.WARNING, f"rule {r.name} ({r.severity}) firing on {r.firing}")
             for r in state.rules if r.firing]

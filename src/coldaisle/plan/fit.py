@@ -17,7 +17,7 @@ from coldaisle.plan.dtypes import WeightDtype
 from coldaisle.plan.memory import stage_bounds, stage_terms
 from coldaisle.plan.params import total_params
 from coldaisle.plan.request import MAX_CONTEXT, Mode, PlanRequest, Resolved, divisors, resolve
-from coldaisle.plan.results import GiB, Layout, MemoryPlan, StageTotal, Term
+from coldaisle.plan.results import GiB, MemoryPlan, ParallelLayout, StageTotal, Term
 
 _TRAINABLE = (WeightDtype.FP32, WeightDtype.BF16, WeightDtype.FP16)
 
@@ -76,7 +76,7 @@ def plan_memory(request: PlanRequest | None = None, *, answers: bool = True, arc
     return MemoryPlan(
         model=a.name, model_source=a.source, attention=a.attention.value, params_total=float(total_params(a)),
         mode=req.mode.value, gpu=r.card_key, gpu_name=r.card.name,
-        layout=Layout(tp=req.tp, pp=req.pp, dp=r.dp, ep=req.ep, etp=r.etp, gpus=req.tp * req.pp * r.dp),
+        layout=ParallelLayout(tp=req.tp, pp=req.pp, dp=r.dp, ep=req.ep, etp=r.etp, gpus=req.tp * req.pp * r.dp),
         batch=req.batch, context=req.context, dtype=req.dtype.value, kv_dtype=req.kv.value,
         capacity_bytes=cap, reserved_bytes=cap - usable, usable_bytes=usable, worst_stage=stage,
         stages=tuple(stages), terms=tuple(terms), total_bytes=total, fits=total <= usable,
@@ -128,7 +128,7 @@ def _candidates(r: Resolved, max_tp: int, max_dp: int) -> list[tuple[int, int, i
     return sorted(out, key=lambda c: (c[0] * c[1] * c[2], c[1], c[2]))
 
 
-def fewest_gpus(r: Resolved, max_tp: int | None = None, max_dp: int = 1024) -> Layout | None:
+def fewest_gpus(r: Resolved, max_tp: int | None = None, max_dp: int = 1024) -> ParallelLayout | None:
     """The smallest tp x pp (x dp under ZeRO) of this card that fits; tp stays inside a node."""
     req = r.request
     for tp, pp, dp in _candidates(r, max_tp or req.gpus_per_node, max_dp):
@@ -138,5 +138,5 @@ def fewest_gpus(r: Resolved, max_tp: int | None = None, max_dp: int = 1024) -> L
         except ConfigError:
             continue
         if fits(rr):
-            return Layout(tp=tp, pp=pp, dp=dp, ep=1, etp=rr.etp, gpus=tp * pp * dp)
+            return ParallelLayout(tp=tp, pp=pp, dp=dp, ep=1, etp=rr.etp, gpus=tp * pp * dp)
     return None

@@ -33,7 +33,7 @@ class Term(_Frozen):
         return self.bytes / GiB
 
 
-class Layout(_Frozen):
+class ParallelLayout(_Frozen):
     """A parallel layout: tensor, pipeline, data, expert parallel degrees and the GPUs they use."""
 
     tp: int
@@ -64,7 +64,7 @@ class MemoryPlan(_Frozen):
     mode: str
     gpu: str
     gpu_name: str
-    layout: Layout
+    layout: ParallelLayout
     batch: int
     context: int
     dtype: str
@@ -83,7 +83,7 @@ class MemoryPlan(_Frozen):
     kv_bytes_per_token_gpu: float  # on the worst GPU
     largest_context: int | None = None
     largest_batch: int | None = None
-    fewest_gpus: Layout | None = None
+    fewest_gpus: ParallelLayout | None = None
     warnings: tuple[str, ...] = ()
     assumptions: tuple[str, ...] = ()
 

@@ -1,7 +1,7 @@
 """Export a policy as Prometheus alerting rules, for fleet-level alerting in Prometheus/Alertmanager.
 
 Each rule's condition is translated from the same AST the compiler reads into PromQL over the agent's
-metrics (agent/metrics_catalog.py). Device and node rules translate; a construct with no faithful
+metrics (telemetry/metrics_catalog.py). Device and node rules translate; a construct with no faithful
 PromQL form (job scope, per-process power, a name the exporter does not publish) is skipped and listed
 in a comment, never approximated silently.
 """
@@ -13,10 +13,10 @@ import math
 
 import yaml
 
-from coldaisle.agent.metrics_catalog import FRAME_COLUMNS
 from coldaisle.policy import names as N
 from coldaisle.policy.loader import LoadedPolicy
 from coldaisle.policy.schema import Rule
+from coldaisle.telemetry.metrics_catalog import FRAME_COLUMNS
 
 _HOST = {
     "psi_cpu_some": "coldaisle_host_pressure_cpu_some_ratio",

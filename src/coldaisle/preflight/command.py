@@ -9,11 +9,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from coldaisle.preflight.context import Options
+from coldaisle.preflight.context import PreflightOptions
 from coldaisle.preflight.interface import PreflightError
 from coldaisle.preflight.registry import CHECKS
 from coldaisle.preflight.render import render_json, render_table, write_junit
 from coldaisle.preflight.runner import run_preflight
+from coldaisle.telemetry.backend import BackendKind
 from coldaisle.units import UnitError, parse_quantity
 
 
@@ -52,9 +53,11 @@ def preflight(
         free = parse_quantity(min_free_disk, "bytes")
     except UnitError as exc:
         raise PreflightError(f"--min-free-disk: {exc}") from None
-    opts = Options(python=python, advisories=list(advisories or []), pid=pid, backend=backend, scenario=scenario,
-                   node=node, expected_gpus=expect_gpus, checkpoint_dir=checkpoint_dir, min_free_disk_bytes=free,
-                   scan=list(scan or []), only=list(only or []), skip=list(skip or []), cache=not no_cache)
+    BackendKind.parse(backend)  # a misspelt --backend is a usage error before any check runs
+    opts = PreflightOptions(python=python, advisories=list(advisories or []), pid=pid, backend=backend,
+                            scenario=scenario, node=node, expected_gpus=expect_gpus, checkpoint_dir=checkpoint_dir,
+                            min_free_disk_bytes=free, scan=list(scan or []), only=list(only or []),
+                            skip=list(skip or []), cache=not no_cache)
     report = run_preflight(opts)
     if as_json:
         sys.stdout.write(render_json(report, strict))

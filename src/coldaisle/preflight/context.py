@@ -29,7 +29,7 @@ HOST_LIBRARIES = {"libnccl.so": "nccl", "libcudart.so": "cudart"}
 
 
 @dataclass
-class Options:
+class PreflightOptions:
     """Everything `coldaisle preflight` takes; `coldaisle run` builds one too."""
 
     python: Path | None = None  # another environment's interpreter (default: this one)
@@ -69,7 +69,7 @@ class Subject:
 class Context:
     """The shared, lazily computed view of the host that checks read."""
 
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: PreflightOptions) -> None:
         """Nothing is read until a check asks."""
         self.options = options
         self.env: dict[str, str] = dict(os.environ if options.env is None else options.env)
@@ -169,10 +169,10 @@ class Context:
     @cached_property
     def backend(self) -> Any:
         """The GPU Backend, or None (the reason is in `backend_reason`)."""
-        from coldaisle.preflight.gpus import open_backend
+        from coldaisle.preflight.gpus import gpu_backend
 
         self._backend_built = self.options.backend_obj is None
-        backend, self.backend_reason = open_backend(self.options)
+        backend, self.backend_reason = gpu_backend(self.options)
         return backend
 
     def close(self) -> None:

@@ -10,35 +10,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coldaisle.errors import BackendUnavailable, ColdaisleError
 from coldaisle.preflight.versions import parse_version
+from coldaisle.sim.open import BackendChoice, open_backend
 
 CUDA_DRIVERS = Path(__file__).with_name("cuda_drivers.json")
 
 
-def open_backend(options: Any) -> tuple[Any, str]:
-    """(Backend or None, why none) for the options' backend choice."""
+def gpu_backend(options: Any) -> tuple[Any, str]:
+    """(Backend or None, why none) for the options' backend choice, opened where every command opens one."""
     if options.backend_obj is not None:
         return options.backend_obj, ""
-    kind = options.backend
-    if kind == "none":
-        return None, "GPU checks disabled (--backend none)"
-    if kind in ("auto", "nvml"):
-        try:
-            from coldaisle.telemetry.nvml import NvmlBackend
-
-            return NvmlBackend(), ""
-        except BackendUnavailable as exc:
-            if kind == "nvml":
-                raise
-            return None, f"no GPU telemetry on this host ({exc.message}); GPU checks skipped"
-    if kind == "sim":
-        from coldaisle.sim.backend import SimBackend
-        from coldaisle.sim.replay import load_plan
-        from coldaisle.sim.twin import Twin
-
-        return SimBackend(Twin(load_plan(options.scenario)), node=options.node), ""
-    raise ColdaisleError(f"unknown backend {kind!r}", hint="use auto, nvml, sim or none", exit_code=3)
+    opened = open_backend(BackendChoice(options.backend, options.scenario, options.node), required=False)
+    return opened.backend, (f"{opened.note}; GPU checks skipped" if opened.backend is None else "")
 
 
 def cuda_table() -> dict[str, Any]:

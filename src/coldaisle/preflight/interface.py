@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from coldaisle.preflight.context import Context
 
 
-class Severity(StrEnum):
+class CheckSeverity(StrEnum):
     """How bad a finding is; `fail` refuses a deployment, `warn` refuses it only with --strict."""
 
     FAIL = "fail"
@@ -29,7 +29,7 @@ class Severity(StrEnum):
     @property
     def rank(self) -> int:
         """Sort order, worst first."""
-        return {Severity.FAIL: 0, Severity.WARN: 1, Severity.INFO: 2}[self]
+        return {CheckSeverity.FAIL: 0, CheckSeverity.WARN: 1, CheckSeverity.INFO: 2}[self]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class Finding:
     """One problem: which check saw it, how bad it is, what it concerns and the one-line fix."""
 
     check: str
-    severity: Severity
+    severity: CheckSeverity
     message: str
     subject: str = ""  # the file, path, package, variable or device it concerns
     fix: str = ""
@@ -85,7 +85,7 @@ class Check(ABC):
     def run(self, ctx: Context) -> Iterable[Finding | Note]:
         """Findings (problems) and notes (what was skipped); raise Skip when nothing could be looked at."""
 
-    def finding(self, severity: Severity, message: str, subject: str = "", fix: str = "",
+    def finding(self, severity: CheckSeverity, message: str, subject: str = "", fix: str = "",
                 **details: Any) -> Finding:
         """A Finding attributed to this check."""
         return Finding(self.id, severity, message, subject, fix, details)

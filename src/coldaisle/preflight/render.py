@@ -1,4 +1,4 @@
-"""A preflight Report for people (a rich table per severity) and for machines (JSON, JUnit XML)."""
+"""A preflight PreflightReport for people (a rich table per severity) and for machines (JSON, JUnit XML)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from coldaisle.preflight.interface import Severity
-from coldaisle.preflight.report import Report
+from coldaisle.preflight.interface import CheckSeverity
+from coldaisle.preflight.report import PreflightReport
 
-STYLES = {Severity.FAIL: "bold red", Severity.WARN: "bold yellow", Severity.INFO: "cyan"}
-TITLES = {Severity.FAIL: "FAIL", Severity.WARN: "WARN", Severity.INFO: "INFO"}
+STYLES = {CheckSeverity.FAIL: "bold red", CheckSeverity.WARN: "bold yellow", CheckSeverity.INFO: "cyan"}
+TITLES = {CheckSeverity.FAIL: "FAIL", CheckSeverity.WARN: "WARN", CheckSeverity.INFO: "INFO"}
 
 
-def render_table(report: Report, console: Console, *, strict: bool = False, notes: bool = False) -> None:
+def render_table(report: PreflightReport, console: Console, *, strict: bool = False, notes: bool = False) -> None:
     """One table per severity (worst first), each row with its one-line fix, then a summary line."""
-    for sev in Severity:
+    for sev in CheckSeverity:
         rows = [f for f in report.sorted_findings() if f.severity == sev]
         if not rows:
             continue
@@ -39,19 +39,20 @@ def render_table(report: Report, console: Console, *, strict: bool = False, note
     code = report.exit_code(strict)
     verdict = {0: "[bold green]PASS", 1: "[bold yellow]WARN", 2: "[bold red]FAIL"}.get(code, "UNKNOWN")
     ran = sum(c.status == "ran" for c in report.checks)
-    console.print(f"{verdict}[/] {report.count(Severity.FAIL)} failed, {report.count(Severity.WARN)} warnings, "
-                  f"{report.count(Severity.INFO)} info; {ran}/{len(report.checks)} checks ran, "
+    console.print(f"{verdict}[/] {report.count(CheckSeverity.FAIL)} failed, "
+                  f"{report.count(CheckSeverity.WARN)} warnings, "
+                  f"{report.count(CheckSeverity.INFO)} info; {ran}/{len(report.checks)} checks ran, "
                   f"{len(report.checks) - ran} skipped, in {report.duration_s:.2f} s (exit {code})")
 
 
-def render_json(report: Report, strict: bool = False) -> str:
+def render_json(report: PreflightReport, strict: bool = False) -> str:
     """The JSON document of docs/preflight.md."""
     return json.dumps(report.to_json(strict), indent=1) + "\n"
 
 
-def junit_xml(report: Report, strict: bool = False) -> bytes:
+def junit_xml(report: PreflightReport, strict: bool = False) -> bytes:
     """JUnit XML: a test case per check; fail findings (and warnings under --strict) are <failure>s."""
-    failing = {Severity.FAIL, Severity.WARN} if strict else {Severity.FAIL}
+    failing = {CheckSeverity.FAIL, CheckSeverity.WARN} if strict else {CheckSeverity.FAIL}
     suite = ET.Element("testsuite", name="coldaisle.preflight", tests=str(len(report.checks)),
                        time=f"{report.duration_s:.3f}", hostname=report.host)
     failures = skipped = 0
@@ -77,7 +78,7 @@ def junit_xml(report: Report, strict: bool = False) -> bytes:
     return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
 
 
-def write_junit(report: Report, path: Path, strict: bool = False) -> None:
+def write_junit(report: PreflightReport, path: Path, strict: bool = False) -> None:
     """Write the JUnit file to a temporary name, then rename it over `path`."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(junit_xml(report, strict))

@@ -5,21 +5,21 @@ from __future__ import annotations
 import logging
 
 from coldaisle.errors import ColdaisleError
-from coldaisle.preflight.context import Context, Options
-from coldaisle.preflight.interface import Finding, Note, PreflightError, Severity, Skip
+from coldaisle.preflight.context import Context, PreflightOptions
+from coldaisle.preflight.interface import CheckSeverity, Finding, Note, PreflightError, Skip
 from coldaisle.preflight.registry import select
-from coldaisle.preflight.report import CheckRun, Report
+from coldaisle.preflight.report import CheckRun, PreflightReport
 
 log = logging.getLogger("coldaisle.preflight")
 
 
-def run_preflight(options: Options) -> Report:
-    """Run preflight and return the Report; `report.failed` means: refuse to start the job."""
+def run_preflight(options: PreflightOptions) -> PreflightReport:
+    """Run preflight and return the PreflightReport; `report.failed` means: refuse to start the job."""
     checks = select(options.only, options.skip)
     ctx = Context(options)
     if options.pid is not None:
         _ = ctx.loaded_libraries  # a --pid that cannot be read is a usage error (exit 3), not a finding
-    report = Report(started=ctx.clock.time())
+    report = PreflightReport(started=ctx.clock.time())
     t0 = ctx.clock.monotonic()
     try:
         for check in checks:
@@ -35,11 +35,11 @@ def run_preflight(options: Options) -> Report:
                 raise
             except ColdaisleError as exc:
                 status, reason = "error", exc.message
-                report.findings.append(Finding(check.id, Severity.FAIL, exc.message, check.title, exc.hint))
+                report.findings.append(Finding(check.id, CheckSeverity.FAIL, exc.message, check.title, exc.hint))
             except Exception as exc:  # a bug in one check is reported, and the others still run
                 log.exception("preflight check %s crashed", check.id)
                 status, reason = "error", f"{type(exc).__name__}: {exc}"
-                report.findings.append(Finding(check.id, Severity.WARN, f"the check itself failed: {reason}",
+                report.findings.append(Finding(check.id, CheckSeverity.WARN, f"the check itself failed: {reason}",
                                                check.title, "report this as a coldaisle bug"))
             report.checks.append(CheckRun(check.id, check.title, status, ctx.clock.monotonic() - start, reason))
     finally:

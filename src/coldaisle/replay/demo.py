@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from coldaisle.replay.protected import Guarded
+from coldaisle.replay.summary import group_events
 from coldaisle.report import Marker, Plot, Report, Section, Series, Table, Threshold, TimelineRow
-from coldaisle.sim.protected import Guarded
-from coldaisle.sim.summary import group_events
 from coldaisle.sim.twin import Twin
 from coldaisle.telemetry.events import Event, Severity
 from coldaisle.units import format_duration
@@ -42,6 +42,12 @@ def build_report(twin: Twin, guarded: Guarded | None = None) -> Report:
     sub = ("The incident replayed on the digital twin, without and with coldaisle's agent."
            if guarded else "The incident replayed on the digital twin, with no protection.")
     return Report(title, sub, time.time(), tuple(sections))
+
+
+def protected_report(g: Guarded) -> Report:
+    """`coldaisle sim run --policy`'s report: what happened, what the agent did, the curves, the timeline."""
+    return Report(f"coldaisle sim run: {g.twin.plan.scenario.name}", f"protected by {g.policy.source}", 0.0,
+                  (_overview(g.twin), _actions(g), _curves(g.twin, "protected"), _timeline(g.twin)))
 
 
 def _first(events: list[Event], pred: Callable[[Event], bool]) -> float | None:

@@ -8,13 +8,13 @@ import numpy as np
 
 from coldaisle.actions.audit import read
 from coldaisle.config import Located
-from coldaisle.sim.protected import Guarded
+from coldaisle.replay.protected import Guarded
 from coldaisle.sim.resolve import resolve_time
 from coldaisle.sim.scenario import Expectation
 
 
 @dataclass(frozen=True)
-class Check:
+class ExpectResult:
     """One expectation's verdict, with what was seen."""
 
     name: str
@@ -22,12 +22,12 @@ class Check:
     detail: str
 
 
-def check_all(g: Guarded) -> list[Check]:
+def check_all(g: Guarded) -> list[ExpectResult]:
     """Every expectation of the scenario, checked against the finished protected run."""
     return [check(g, e, i) for i, e in enumerate(g.twin.plan.scenario.expect)]
 
 
-def check(g: Guarded, e: Expectation, i: int) -> Check:
+def check(g: Guarded, e: Expectation, i: int) -> ExpectResult:
     """One expectation; all its keys must hold."""
     plan, s = g.twin.plan, g.twin.state
     at = Located(plan.scenario.name, {})
@@ -58,7 +58,7 @@ def check(g: Guarded, e: Expectation, i: int) -> Check:
         seen.append(f"{lost} GPUs lost")
         if lost > e.max_gpus_lost:
             problems.append(f"{lost} GPUs lost > {e.max_gpus_lost}")
-    return Check(name, not problems, "; ".join(problems or seen))
+    return ExpectResult(name, not problems, "; ".join(problems or seen))
 
 
 def _job_stopped(g: Guarded, e: Expectation, at: Located, seen: list[str]) -> list[str]:

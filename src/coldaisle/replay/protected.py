@@ -1,8 +1,9 @@
 """Guarded replay: the very agent loop, policy engine and (simulated) executors, run against the twin.
 
 `coldaisle sim run SCENARIO --policy default` and the protected half of `coldaisle demo` both come
-through here. Signals and drains act on the twin through its actuators; power caps go through the
-real `PowerCapper` over the `SimBackend`, exactly as they would through NVML on a node.
+through here. The node runtime is `agent.assemble`'s, on a twin opened by `sim.open.open_twin`: signals,
+drains and power cycles act on the twin through its executors; power caps go through the real
+`PowerCapper` over the `SimBackend`, exactly as they would through NVML on a node.
 """
 
 from __future__ import annotations
@@ -13,18 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from coldaisle.actions.audit import AuditLog
-from coldaisle.actions.interface import ActionKind
-from coldaisle.actions.notify import LogNotifier
-from coldaisle.actions.powercap import PowerCapper
 from coldaisle.actions.runner import ActionRunner
-from coldaisle.actions.safety import CircuitBreaker
-from coldaisle.actions.sim import SimDrain, SimSignaller
+from coldaisle.agent.assemble import NodeRuntime, RuntimeOptions, assemble
 from coldaisle.agent.loop import Agent
-from coldaisle.policy.loader import LoadedPolicy, load_policy
-from coldaisle.sim.backend import SimBackend
+from coldaisle.policy.loader import LoadedPolicy
+from coldaisle.sim.open import open_twin
 from coldaisle.sim.resolve import Plan
-from coldaisle.sim.sources import SimJobs, SimNodes
 from coldaisle.sim.twin import Twin
 
 _quiet = logging.getLogger("coldaisle.sim.notify")
@@ -34,34 +29,41 @@ _quiet.addHandler(logging.NullHandler())
 
 @dataclass
 class Guarded:
-    """A protected run: the twin, the agent that watched it, its runner and where it audited."""
+    """A protected run: the twin, the node runtime that watched it, and where it audited."""
 
     twin: Twin
-    agent: Agent
-    runner: ActionRunner
-    audit_path: Path
-    policy: LoadedPolicy
+    runtime: NodeRuntime
+
+    @property
+    def agent(self) -> Agent:
+        """The agent's loop (cluster-wide view)."""
+        return self.runtime.agent
+
+    @property
+    def runner(self) -> ActionRunner:
+        """The action runner, with every Outcome it kept."""
+        return self.runtime.runner
+
+    @property
+    def audit_path(self) -> Path:
+        """The JSON-lines audit log of the run."""
+        return self.runtime.audit_path
+
+    @property
+    def policy(self) -> LoadedPolicy:
+        """The policy enforced."""
+        return self.runtime.policy
 
 
 def protect(plan: Plan, policy: str | LoadedPolicy = "default", *, audit_path: Path | None = None,
             interval_s: float = 1.0) -> Guarded:
-    """A twin with an enforcing agent attached (cluster-wide view), ready to run."""
-    twin = Twin(plan)
-    backend = SimBackend(twin)
-    lp = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
+    """A twin with an enforcing agent attached (cluster-wide view), ready to run: the node runtime, on the twin."""
+    opened = open_twin(plan)
     path = audit_path or Path(tempfile.mkdtemp(prefix="coldaisle-sim-")) / "audit.jsonl"
-    audit = AuditLog(path, clock=twin.clock, durable=False)  # simulated time: a lost line is a rerun away
-    capper = PowerCapper(backend, clock=twin.clock)
-    signaller = SimSignaller(twin)
-    executors = {ActionKind.NOTIFY: LogNotifier(_quiet, clock=twin.clock), ActionKind.POWER_CAP: capper,
-                 ActionKind.SIGTERM: signaller, ActionKind.SIGKILL: signaller, ActionKind.DRAIN: SimDrain(twin)}
-    breaker = CircuitBreaker(lp.policy.drain_max_share, lp.policy.drain_window, plan.layout.n_nodes, twin.clock)
-    runner = ActionRunner(executors, audit, dry_run=False, breaker=breaker, clock=twin.clock, asynchronous=False,
-                          keep=1_000_000)
-    agent = Agent(backend, lp, runner, twin.clock, interval_s=interval_s, nodes=SimNodes(backend),
-                  jobs=SimJobs(backend), note=audit.note, keep_frames=2,  # the recorder keeps the history
-                  on_tick=lambda frame, *_: capper.observe(frame))
-    return Guarded(twin, agent, runner, path, lp)
+    rt = assemble(RuntimeOptions(policy=policy, enforce=True, interval_s=interval_s, audit=path, durable_audit=False,
+                                 keep_frames=2, keep_outcomes=1_000_000, notify_logger=_quiet), opened=opened)
+    assert opened.twin is not None
+    return Guarded(opened.twin, rt)
 
 
 def guarded_replay(plan: Plan, policy: str | LoadedPolicy = "default", *, until_s: float | None = None,

@@ -70,7 +70,7 @@ def summarize(twin: Twin, *, reading_every_s: float = 60.0) -> dict[str, Any]:
 
 
 @dataclass
-class EventGroup:
+class FoldedEvents:
     """Events of one class within a window, from one or many hosts: one row for people."""
 
     first: Event
@@ -85,10 +85,10 @@ class EventGroup:
 
 
 def group_events(events: Iterable[Event], *, window_s: float = 60.0, min_severity: Severity = Severity.INFO,
-                 skip: frozenset[str] = frozenset()) -> list[EventGroup]:
+                 skip: frozenset[str] = frozenset()) -> list[FoldedEvents]:
     """Merge events of the same class and source that start within `window_s` of the group's first."""
-    groups: list[EventGroup] = []
-    open_: dict[tuple[str, str], EventGroup] = {}
+    groups: list[FoldedEvents] = []
+    open_: dict[tuple[str, str], FoldedEvents] = {}
     for e in sorted(events, key=lambda e: e.time):
         if e.severity < min_severity or e.cls in skip:
             continue
@@ -98,7 +98,7 @@ def group_events(events: Iterable[Event], *, window_s: float = 60.0, min_severit
             g.count += 1
             g.hosts.append(e.host)
             continue
-        g = EventGroup(e, 1, [e.host])
+        g = FoldedEvents(e, 1, [e.host])
         open_[key] = g
         groups.append(g)
     return groups

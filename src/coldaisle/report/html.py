@@ -11,7 +11,6 @@ import secrets
 from html import escape
 from pathlib import Path
 
-from coldaisle import __version__
 from coldaisle.report.model import (
     Plot,
     Report,
@@ -25,6 +24,7 @@ from coldaisle.report.model import (
     timeline_time_format,
 )
 from coldaisle.report.plots import plot_to_svg
+from coldaisle.version import __version__
 
 _CSS = """
 :root{--crit:#8b1a1a;--err:#b22222;--warn:#b36b00;--ok:#2e6b30;--muted:#666;--line:#ddd;--bg:#fafafa}

@@ -36,3 +36,4 @@ class EventClass(StrEnum):
     SIGNAL_SENT = "signal_sent"  # source coldaisle. pid, signal ("SIGTERM"/"SIGKILL"), job, rank
     POWER_CAP = "power_cap"  # source coldaisle. gpu, watts, previous_watts
     NODE_DRAIN = "node_drain"  # source slurm. reason, by
+    POWER_CYCLE = "power_cycle"  # source bmc. state ("cycle": power cut by the BMC, "on": back and booted)

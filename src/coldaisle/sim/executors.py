@@ -1,12 +1,15 @@
-"""Simulated executors: signal and drain act on the twin, through its actuators, on its clock.
+"""The twin's executors: signals, drains and power cycles act on the twin through its actuators, on its clock.
 
-Power caps need no simulated executor: `PowerCapper` over a `SimBackend` is the real code path.
+They are to the actions what `SimBackend` is to the Backend: the same contract (`actions.interface.Executor`),
+the same Outcomes and refusals as the node's executors, acting on simulated hardware. Power caps need none:
+`PowerCapper` over a `SimBackend` is the real code path.
 """
 
 from __future__ import annotations
 
 import logging
 
+from coldaisle.actions.bmc import POWER_CYCLES_OFF
 from coldaisle.actions.interface import ActionKind, Decision, Outcome, Status
 from coldaisle.actions.signal import ESCALATE_DRAIN
 from coldaisle.sim.twin import Twin
@@ -97,3 +100,26 @@ class SimDrain:
         self.twin.state.node_drained[index] = False  # the twin has no undrain actuator yet
         self.ours.discard(node)
         return Status.DONE, f"resumed {node}"
+
+
+class SimPowerCycle:
+    """POWER_CYCLE through the twin node's simulated BMC: off unless enabled, exactly like `IpmiPowerCycle`."""
+
+    kind = ActionKind.POWER_CYCLE
+
+    def __init__(self, twin: Twin, *, enabled: bool = False, off_s: float = 120.0) -> None:
+        self.twin, self.enabled, self.off_s = twin, enabled, off_s
+
+    def execute(self, decision: Decision, *, dry_run: bool) -> Outcome:
+        """Cut the target node's power and bring it back `off_s` later (or say it would)."""
+        node = decision.target.node
+        index = self.twin.plan.layout.node_index.get(node)
+        if not self.enabled:
+            status, detail = Status.REFUSED, POWER_CYCLES_OFF
+        elif index is None:
+            status, detail = Status.FAILED, f"no BMC is configured for {node}"
+        elif dry_run:
+            status, detail = Status.DRY_RUN, f"would have power-cycled {node} through its (simulated) BMC"
+        else:
+            status, detail = Status.DONE, f"power-cycled {node}: {self.twin.power_cycle(index, self.off_s)}"
+        return Outcome(decision, status, detail, self.twin.clock.time())

@@ -193,6 +193,7 @@ _DERIVED: dict[str, Callable[[_Ctx], Any]] = {
     "job_end": lambda c: _JOB_END.get(str(c.get("state")), _JOB_FAILED).format_map(c),
     "sel_id": lambda c: int(c.event.time) % 0xFFF0 + 1, "date": lambda c: f"{c.event.utc:%m/%d/%Y}",
     "clock": lambda c: f"{c.event.utc:%H:%M:%S}",
+    "power_unit": lambda c: "Power cycle | Asserted" if c["state"] == "cycle" else "Power off/down | Deasserted",
     "glog": lambda c: f"{c.event.utc.month}{c.event.utc:%d %H:%M:%S}.{c.event.utc.microsecond * 1000:09d}",
     "seq_before": lambda c: int(c["seq"]) - 1,
     "syslog": lambda c: f"<{128 + _SYSLOG_SEV[c.event.severity]}>1 {c.event.utc:%Y-%m-%dT%H:%M:%S}."
@@ -270,6 +271,7 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
     C.JOB_END: ("{job_end}", "_job_complete: JobId={job_id} done"),
     C.NODE_DRAIN: ("update_node: node {host} reason set to: {reason}",
                    "update_node: node {host} state set to DRAINING"),
+    C.POWER_CYCLE: ("{sel_id:4x} | {date} | {clock} | Power Unit #0x01 | {power_unit}",),
     C.FAN_FAILURE: ("{sel_id:4x} | {date} | {clock} | Fan {fan} | Lower Critical going low  | Asserted",),
     C.COOLING_FAILURE: ("{syslog} COOLING [coldaisle@32473 {sd}] Row {row} cooling capacity lost: "
                         "{capacity_kw_before} kW -> {capacity_kw_after} kW",),

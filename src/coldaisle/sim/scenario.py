@@ -30,15 +30,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Card(_Strict):
-    """The scenario's GPU: a catalog model plus the numbers this scenario states for it."""
+class CardPhysics(_Strict):
+    """A GPU's thermal behaviour in the twin: heat capacity, resistance to the air, fan curve, throttling.
 
-    model: str = "h100-pcie-80gb"
-    tdp: Watts | None = None
-    idle_power: Watts | None = None
-    min_power_limit: Watts | None = None
-    slowdown: Celsius | None = None
-    shutdown: Celsius | None = None
+    The one definition of these constants: scenarios state them under `card:`, sites under `card:` too."""
+
     thermal_mass: JoulesPerKelvin = 1500.0
     resistance_full_fan: KelvinPerWatt = 0.03
     resistance_still_air: KelvinPerWatt = 0.15
@@ -49,6 +45,17 @@ class Card(_Strict):
     fan_max_rpm: float = Field(18000.0, gt=0)
     throttle_slope: float = Field(0.1, gt=0, le=1, description="share of power shed per kelvin over slowdown")
     throttle_floor: float = Field(0.3, gt=0, le=1, description="lowest share of power a throttled GPU keeps")
+    slowdown: Celsius | None = None
+    shutdown: Celsius | None = None
+
+
+class Card(CardPhysics):
+    """The scenario's GPU: a catalog model plus the numbers this scenario states for it."""
+
+    model: str = "h100-pcie-80gb"
+    tdp: Watts | None = None
+    idle_power: Watts | None = None
+    min_power_limit: Watts | None = None
 
 
 class Topology(_Strict):
@@ -64,11 +71,11 @@ class Topology(_Strict):
     host_power: Watts = 600.0
 
 
-class Facility(_Strict):
-    """The room: per-row cooling, air thermal mass, mixing, recirculation, PUE."""
+class RoomPhysics(_Strict):
+    """The room's air in the twin: heat capacity, mixing between rows, recirculation, control lag, PUE.
 
-    setpoint: Celsius = 18.0
-    row_cooling: Watts = 100e3
+    The one definition of these constants: scenarios state them under `facility:`, sites under `room:`."""
+
     air_thermal_mass: JoulesPerKelvin = 500e3
     row_mixing: WattsPerKelvin = 10e3
     recirculation: KelvinPerKilowatt = 0.1
@@ -76,6 +83,13 @@ class Facility(_Strict):
     pue_normal: float = Field(1.2, ge=1.0, le=5.0)
     pue_saturated: float = Field(1.9, ge=1.0, le=5.0)
     pue_design_load: float = Field(0.7, gt=0, lt=1, description="share of capacity above which PUE rises")
+
+
+class Facility(RoomPhysics):
+    """The room: per-row cooling and its setpoint, over the room's physics."""
+
+    setpoint: Celsius = 18.0
+    row_cooling: Watts = 100e3
 
 
 class Sensor(_Strict):

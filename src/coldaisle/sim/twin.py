@@ -173,7 +173,28 @@ class Twin:
             self.workload.dstate[g] = False
             self.workload.exit(int(g), t, "node powered off")
 
+    def power_on_node(self, node: int, t: float) -> None:
+        """Power comes back: the host boots and its GPUs answer again, idle and empty (a lost GPU is found anew)."""
+        if self.state.node_up[node]:
+            return
+        self.state.node_up[node] = True
+        self.state.nodes_version += 1
+        gpus = self.plan.layout.gpus_of_node(node)
+        self.state.lost[gpus] = False
+        self.state.work[gpus] = Work.IDLE
+        self.state.memory_bytes[gpus] = 0.0
+        self.workload.version += 1
+        self.emit(t, self.plan.layout.node_names[node], "bmc", E.POWER_CYCLE, Severity.INFO, state="on")
+
     # -- actuators (what actions do to the twin) ----------------------------------------------
+    def power_cycle(self, node: int, off_s: float = 120.0) -> str:
+        """The node's BMC cuts the power and restores it `off_s` later (the host's boot included)."""
+        name = self.plan.layout.node_names[node]
+        self.emit(self.t, name, "bmc", E.POWER_CYCLE, Severity.WARNING, state="cycle")
+        self.power_off_node(node, self.t)
+        self.at(self.t + off_s, lambda t: self.power_on_node(node, t))
+        return f"power off, back on in {off_s:g} s"
+
     def set_power_limit(self, g: int, watts: float) -> float:
         """Set GPU g's enforced power limit, clamped to the card's range; returns the limit applied."""
         card = self.plan.card

@@ -26,7 +26,7 @@ FIRST_PID = 12849  # the report's python3 process id; each node allocates upward
 
 
 @dataclass
-class Group:
+class Communicator:
     """One communicator: its GPUs, status and progress counter."""
 
     job: int
@@ -47,7 +47,7 @@ class Workload:
         self.group_of = np.full(n, -1, np.int32)
         self.dstate = np.zeros(n, bool)
         self.exit_at = np.full(n, np.inf)
-        self.groups: list[Group] = []
+        self.groups: list[Communicator] = []
         self.job_status = ["pending"] * len(twin.plan.jobs)
         self._next_pid = np.full(twin.plan.layout.n_nodes, FIRST_PID, np.int64)
         self.cancelled: set[int] = set()
@@ -67,7 +67,7 @@ class Workload:
             if ok.size == 0:
                 continue
             gi = len(self.groups)
-            self.groups.append(Group(j, ok, since=t))
+            self.groups.append(Communicator(j, ok, since=t))
             for g in ok:
                 self._spawn(int(g), gi, jp, t)
 
@@ -98,7 +98,7 @@ class Workload:
         return sum(g.progress + (rate * (t - g.since) if g.status == "running" else 0.0)
                    for g in self.groups if g.job == j)
 
-    def _freeze(self, gr: Group, t: float) -> None:
+    def _freeze(self, gr: Communicator, t: float) -> None:
         rate = self.twin.plan.jobs[gr.job].spec.steps_per_second
         if gr.status == "running":
             gr.progress += rate * (t - gr.since)
@@ -128,7 +128,7 @@ class Workload:
             self.twin.at(t + jp.spec.nccl_timeout, self._watchdog, gi, op)
         return True
 
-    def _last_ops(self, gr: Group, jp: Any, stalled: int, t: float, op: str) -> None:
+    def _last_ops(self, gr: Communicator, jp: Any, stalled: int, t: float, op: str) -> None:
         """Each rank's last NCCL enqueue trace (NCCL_DEBUG_SUBSYS=COLL): the peers entered op N, the stalled
         rank never did, so its last opCount is N-1; that difference is the evidence a log reader has."""
         n = int(gr.progress) + 1

@@ -7,6 +7,7 @@ code that runs in production.
 
 from __future__ import annotations
 
+import threading
 import time as _time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
@@ -28,6 +29,10 @@ class Clock(Protocol):
         """Wait `seconds` (a simulated clock advances instead of waiting)."""
         ...
 
+    def wait(self, seconds: float, stop: threading.Event | None = None) -> None:
+        """`sleep`, cut short when `stop` is set (a daemon's loop waits this way, so SIGTERM ends it at once)."""
+        ...
+
 
 class RealClock:
     """The host's clocks."""
@@ -44,6 +49,13 @@ class RealClock:
         """Block the calling thread."""
         if seconds > 0:
             _time.sleep(seconds)
+
+    def wait(self, seconds: float, stop: threading.Event | None = None) -> None:
+        """Block until `seconds` pass or `stop` is set."""
+        if stop is None:
+            self.sleep(seconds)
+        elif seconds > 0:
+            stop.wait(seconds)
 
 
 class SimClock:
@@ -78,3 +90,8 @@ class SimClock:
         """Advance simulated time by `seconds` without waiting."""
         if seconds > 0:
             self.advance_to(self._elapsed + seconds)
+
+    def wait(self, seconds: float, stop: threading.Event | None = None) -> None:
+        """Simulated time never blocks: advance, unless asked to stop."""
+        if stop is None or not stop.is_set():
+            self.sleep(seconds)

@@ -28,7 +28,7 @@ class Reason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Result:
+class CallResult:
     """A value, or a typed absence (reason, message, the exception if one was raised)."""
 
     value: Any = None
@@ -112,17 +112,17 @@ class DeadlineRunner:
         self._closed = False
 
     def call(self, key: Hashable, fn: Callable[..., Any], *args: Any,
-             deadline_s: float | None = None) -> Result:
+             deadline_s: float | None = None) -> CallResult:
         """Run `fn(*args)` on `key`'s worker; HUNG if it overruns or an earlier call is still stuck."""
         worker = self._worker(key)
         if worker is None:
-            return Result(reason=Reason.ERROR, message="the deadline runner is closed")
+            return CallResult(reason=Reason.ERROR, message="the deadline runner is closed")
         limit = self.deadline_s if deadline_s is None else deadline_s
         with worker.lock:
             stuck = worker.current if worker.stuck() else None
             if stuck is not None:
                 age = self._clock.monotonic() - stuck.started
-                return Result(reason=Reason.HUNG,
+                return CallResult(reason=Reason.HUNG,
                               message=f"{call_name(stuck.fn)} has been stuck for {age:.1f} s")
             job = _Job(fn, args, self._clock.monotonic())
             worker.current = job
@@ -158,15 +158,15 @@ class DeadlineRunner:
                 worker = self._workers[key] = _Worker(f"{self._name}-{key}")
             return worker
 
-    def _result(self, job: _Job, limit: float, duration: float) -> Result:
+    def _result(self, job: _Job, limit: float, duration: float) -> CallResult:
         if not job.done.is_set():
-            return Result(reason=Reason.HUNG, duration_s=duration,
+            return CallResult(reason=Reason.HUNG, duration_s=duration,
                           message=f"{call_name(job.fn)} did not return within {limit:g} s")
         if job.error is None:
-            return Result(value=job.value, duration_s=duration)
+            return CallResult(value=job.value, duration_s=duration)
         try:
             reason = self._classify(job.error)
         except Exception:
             reason = Reason.ERROR
         message = f"{call_name(job.fn)}: {type(job.error).__name__}: {job.error}"
-        return Result(reason=reason, message=message, error=job.error, duration_s=duration)
+        return CallResult(reason=reason, message=message, error=job.error, duration_s=duration)

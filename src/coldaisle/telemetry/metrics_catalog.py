@@ -21,7 +21,7 @@ from enum import StrEnum
 from coldaisle.telemetry.frame import METRICS
 
 
-class Kind(StrEnum):
+class MetricType(StrEnum):
     """Prometheus metric types, spelled as prometheus_client spells them."""
 
     GAUGE = "gauge"
@@ -30,7 +30,7 @@ class Kind(StrEnum):
     UNTYPED = "unknown"
 
 
-class Group(StrEnum):
+class MetricGroup(StrEnum):
     """Which part of the agent feeds a family; optional groups appear only when their data is given."""
 
     GPU = "gpu"  # always: one series per GPU of the latest Frame
@@ -46,11 +46,11 @@ class PromMetric:
     """One metric family: the name as scraped (a counter's ends in `_total`), type, base unit and source."""
 
     name: str
-    kind: Kind
+    kind: MetricType
     unit: str
     help: str
     labels: tuple[str, ...]
-    group: Group
+    group: MetricGroup
     #: Frame column, DeviceInfo field, HostSample / AgentStats attribute, or a derived key the exporter knows.
     source: str = ""
     #: Multiply the source value by this (percent -> ratio 0.01, MHz -> Hz 1e6, bytes -> MiB 2**-20).
@@ -59,9 +59,9 @@ class PromMetric:
     @property
     def family(self) -> str:
         """The family name prometheus_client wants: without `_total` (counter) or `_info` (info)."""
-        if self.kind is Kind.COUNTER:
+        if self.kind is MetricType.COUNTER:
             return self.name.removesuffix("_total")
-        if self.kind is Kind.INFO:
+        if self.kind is MetricType.INFO:
             return self.name.removesuffix("_info")
         return self.name
 
@@ -109,25 +109,25 @@ def _frame_metrics() -> list[PromMetric]:
         if m.name not in FRAME_COLUMNS:
             continue  # caught by the catalog test; never break an import over a new column
         name, unit, scale = FRAME_COLUMNS[m.name]
-        kind = Kind.COUNTER if m.counter else Kind.GAUGE
+        kind = MetricType.COUNTER if m.counter else MetricType.GAUGE
         help_ = m.help + (" (0-1)" if unit == "ratio" else "")
-        out.append(PromMetric(name, kind, unit, help_, GPU_LABELS, Group.GPU, m.name, scale))
+        out.append(PromMetric(name, kind, unit, help_, GPU_LABELS, MetricGroup.GPU, m.name, scale))
     return out
 
 
-def _g(name: str, help_: str, group: Group, source: str = "", *, unit: str = "", kind: Kind = Kind.GAUGE,
-       labels: tuple[str, ...] | None = None, scale: float = 1.0) -> PromMetric:
-    default = {Group.GPU: GPU_LABELS, Group.PROCESS: PROCESS_LABELS, Group.DCGM: DCGM_LABELS}
+def _g(name: str, help_: str, group: MetricGroup, source: str = "", *, unit: str = "",
+       kind: MetricType = MetricType.GAUGE, labels: tuple[str, ...] | None = None, scale: float = 1.0) -> PromMetric:
+    default = {MetricGroup.GPU: GPU_LABELS, MetricGroup.PROCESS: PROCESS_LABELS, MetricGroup.DCGM: DCGM_LABELS}
     return PromMetric(name, kind, unit, help_, labels or default.get(group, NODE_LABELS), group, source, scale)
 
 
-_GPU, _HOST, _AGENT, _DCGM = Group.GPU, Group.HOST, Group.AGENT, Group.DCGM
+_GPU, _HOST, _AGENT, _DCGM = MetricGroup.GPU, MetricGroup.HOST, MetricGroup.AGENT, MetricGroup.DCGM
 
 #: Every family the exporter can emit, in exposition order.
 CATALOG: tuple[PromMetric, ...] = (
     *_frame_metrics(),
     _g("coldaisle_gpu_info", "Static facts of a GPU as labels; the value is always 1", _GPU, "info",
-       kind=Kind.INFO, labels=(*GPU_LABELS, "name", "pci_bus_id")),
+       kind=MetricType.INFO, labels=(*GPU_LABELS, "name", "pci_bus_id")),
     _g("coldaisle_gpu_lost", "1 when the GPU stopped answering (fell off the bus, node down), else 0", _GPU, "lost"),
     _g("coldaisle_gpu_throttle_reasons", "NVML clock event (throttle) reasons bitmask", _GPU, "throttle_reasons"),
     _g("coldaisle_gpu_throttled", "1 for each clock event (throttle) reason active now; absent when inactive",
@@ -137,10 +137,10 @@ CATALOG: tuple[PromMetric, ...] = (
     _g("coldaisle_gpu_shutdown_temperature_celsius", "Temperature at which the GPU shuts down", _GPU,
        "shutdown_temperature_c", unit="celsius"),
     _g("coldaisle_gpu_xid_errors_total", "Xid events seen by this agent since it started", _GPU, "xid_count",
-       kind=Kind.COUNTER),
+       kind=MetricType.COUNTER),
     _g("coldaisle_gpu_last_xid", "Code of the most recent Xid seen by this agent (0: none)", _GPU, "last_xid"),
     _g("coldaisle_gpu_process_memory_used_bytes", "Device memory used by a process, with its Slurm job or pod",
-       Group.PROCESS, "processes", unit="bytes"),
+       MetricGroup.PROCESS, "processes", unit="bytes"),
     *(_g(f"coldaisle_host_pressure_{res}_{kind}_ratio",
          f"Share of the last 10 s in which {'some' if kind == 'some' else 'all'} non-idle tasks stalled on "
          f"{res} (/proc/pressure/{res} avg10, 0-1)", _HOST, f"psi_{res}_{kind}", unit="ratio")
@@ -158,7 +158,7 @@ CATALOG: tuple[PromMetric, ...] = (
     _g("coldaisle_agent_sample_duration_seconds", "How long the most recent Backend sample took", _AGENT,
        "sample_duration_s", unit="seconds"),
     _g("coldaisle_agent_samples_total", "Samples the agent has taken since it started", _AGENT, "samples_total",
-       kind=Kind.COUNTER),
+       kind=MetricType.COUNTER),
     _g("coldaisle_agent_last_sample_timestamp_seconds", "Unix time of the most recent sample", _AGENT,
        "last_sample_wall", unit="seconds"),
     _g("coldaisle_agent_rules_pending", "Rules whose condition holds but whose `for` has not elapsed", _AGENT,
@@ -166,12 +166,12 @@ CATALOG: tuple[PromMetric, ...] = (
     _g("coldaisle_agent_rules_firing", "Rules whose condition has held for their `for` duration", _AGENT,
        "rules_firing"),
     _g("coldaisle_agent_actions_total", "Actions the agent took, by action and outcome status", _AGENT, "actions",
-       kind=Kind.COUNTER, labels=(*NODE_LABELS, "action", "status")),
+       kind=MetricType.COUNTER, labels=(*NODE_LABELS, "action", "status")),
     _g("coldaisle_job_progress_age_seconds", "Seconds since the job's freshest rank reported progress "
-       "(coldaisle.progress(); jobs launched by coldaisle run)", Group.JOB, "job_progress_age_s", unit="seconds",
+       "(coldaisle.progress(); jobs launched by coldaisle run)", MetricGroup.JOB, "job_progress_age_s", unit="seconds",
        labels=(*NODE_LABELS, "workload")),
     *(_g(f"coldaisle_job_latency_{q}_seconds", f"{q} of the request latencies a serving job reports "
-         "(coldaisle.latency(), last 256 per rank), worst rank", Group.JOB, f"job_latency_{q}_s", unit="seconds",
+         "(coldaisle.latency(), last 256 per rank), worst rank", MetricGroup.JOB, f"job_latency_{q}_s", unit="seconds",
          labels=(*NODE_LABELS, "workload")) for q in ("p50", "p99")),
     # dcgm-exporter aliases. Its counters are named without `_total`, which prometheus_client only allows as
     # untyped; Prometheus and Grafana read them the same way (rate() works on untyped series).
@@ -187,13 +187,13 @@ CATALOG: tuple[PromMetric, ...] = (
     _g("DCGM_FI_DEV_ENFORCED_POWER_LIMIT", "Effective power limit that the driver enforces (in W).", _DCGM,
        "power_limit_w"),
     _g("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "Total energy consumption since boot (in mJ).", _DCGM, "energy_j",
-       kind=Kind.UNTYPED, scale=1e3),
+       kind=MetricType.UNTYPED, scale=1e3),
     _g("DCGM_FI_PROF_PCIE_TX_BYTES", "The rate of data transmitted over the PCIe bus (in bytes per second).",
        _DCGM, "pcie_tx_bytes_per_s"),
     _g("DCGM_FI_PROF_PCIE_RX_BYTES", "The rate of data received over the PCIe bus (in bytes per second).",
        _DCGM, "pcie_rx_bytes_per_s"),
     _g("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "Total number of PCIe retries.", _DCGM, "pcie_replay_total",
-       kind=Kind.UNTYPED),
+       kind=MetricType.UNTYPED),
     _g("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", _DCGM, "utilization_gpu"),
     _g("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", _DCGM, "utilization_memory"),
     _g("DCGM_FI_DEV_FAN_SPEED", "Fan speed for the device in percent 0-100.", _DCGM, "fan_pct"),
@@ -204,14 +204,14 @@ CATALOG: tuple[PromMetric, ...] = (
     _g("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", _DCGM, "memory_free_bytes", scale=2.0**-20),
     _g("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", _DCGM, "memory_used_bytes", scale=2.0**-20),
     _g("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "Total number of single-bit volatile ECC errors.", _DCGM,
-       "ecc_corrected_total", kind=Kind.UNTYPED),
+       "ecc_corrected_total", kind=MetricType.UNTYPED),
     _g("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors.", _DCGM,
-       "ecc_uncorrected_total", kind=Kind.UNTYPED),
+       "ecc_uncorrected_total", kind=MetricType.UNTYPED),
 )
 BY_NAME: dict[str, PromMetric] = {m.name: m for m in CATALOG}
 
 
-def names(*groups: Group) -> frozenset[str]:
+def names(*groups: MetricGroup) -> frozenset[str]:
     """The scraped family names of the given groups (all groups when none given)."""
-    wanted = set(groups) or set(Group)
+    wanted = set(groups) or set(MetricGroup)
     return frozenset(m.name for m in CATALOG if m.group in wanted)

@@ -18,9 +18,9 @@ from typing import Any, cast
 
 from coldaisle.errors import BackendUnavailable, PowerLimitError
 from coldaisle.telemetry.clock import Clock, RealClock
-from coldaisle.telemetry.deadline import DeadlineRunner, Reason, Result
+from coldaisle.telemetry.deadline import CallResult, DeadlineRunner, Reason
 from coldaisle.telemetry.frame import DeviceEvent, DeviceInfo, Frame
-from coldaisle.telemetry.nvml_read import CounterRates, Reading, assemble_frame, read_device
+from coldaisle.telemetry.nvml_read import CounterRates, NvmlReading, assemble_frame, read_device
 
 try:
     import pynvml
@@ -140,8 +140,8 @@ class NvmlBackend:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def _call(self, device: int, fn: Any, *args: Any) -> Result:
-        """The one path to the driver: `fn(*args)` on `device`'s worker, under the deadline, as a Result."""
+    def _call(self, device: int, fn: Any, *args: Any) -> CallResult:
+        """The one path to the driver: `fn(*args)` on `device`'s worker, under the deadline, as a CallResult."""
         return self._runner.call(device, fn, *args)
 
     def _start(self, init_deadline_s: float, node: str) -> None:
@@ -204,16 +204,16 @@ class NvmlBackend:
         self._call(_SYSTEM, nv.nvmlEventSetFree, created.value)
         return None
 
-    def _read(self, index: int, handle: Any) -> Reading:
+    def _read(self, index: int, handle: Any) -> NvmlReading:
         if handle is None:
-            return Reading(lost=True)
+            return NvmlReading(lost=True)
         try:
             reading = read_device(
                 self._nv, partial(self._call, index), handle, index=index, rates=self._rates,
                 now=self._clock.monotonic(), pcie_throughput=self._pcie, warned=self._warned)
         except Exception:  # a decoding bug must not take the daemon down: this device reads as NaN
             log.exception("GPU %d: unexpected failure while reading NVML", index)
-            return Reading()
+            return NvmlReading()
         if reading.lost:
             reading.values.clear()
             reading.processes.clear()
@@ -221,7 +221,7 @@ class NvmlBackend:
             self._last_ok[index] = self._clock.monotonic()
         return reading
 
-    def _hang_events(self, readings: list[Reading]) -> list[DeviceEvent]:
+    def _hang_events(self, readings: list[NvmlReading]) -> list[DeviceEvent]:
         """A `probe_hung` event when a device's probe first overruns; none while it stays stuck."""
         events, now = [], self._clock.time()
         for i, reading in enumerate(readings):
@@ -258,7 +258,7 @@ class NvmlBackend:
         return [DeviceEvent(device=device, kind="xid", time=self._clock.time(), xid=int(data.eventData),
                             detail="nvmlEventTypeXidCriticalError")]
 
-    def _power_limit_error(self, device: int, watts: float, result: Result) -> PowerLimitError:
+    def _power_limit_error(self, device: int, watts: float, result: CallResult) -> PowerLimitError:
         if isinstance(result.error, self._nv.NVMLError_NoPermission):
             return PowerLimitError(f"Setting GPU {device}'s power limit needs root privileges.",
                                    hint="Run as root (for example with sudo), as nvidia-smi -pl does.")
@@ -279,7 +279,7 @@ def _require_pynvml() -> ModuleType:
     return pynvml
 
 
-def _unavailable(nv: ModuleType, result: Result, deadline_s: float) -> BackendUnavailable:
+def _unavailable(nv: ModuleType, result: CallResult, deadline_s: float) -> BackendUnavailable:
     """The one-sentence reason NVML could not start, with the simulator as the way forward."""
     if isinstance(result.error, nv.NVMLError_LibraryNotFound):
         message = "NVIDIA's NVML library (libnvidia-ml.so.1) is not installed on this host."

@@ -1,4 +1,4 @@
-"""Reading one GPU's Frame columns through the NVML choke point, in base units, and assembling the Frame.
+"""NvmlReading one GPU's Frame columns through the NVML choke point, in base units, and assembling the Frame.
 
 Pure bookkeeping over results: every driver call arrives here already wrapped by
 `NvmlBackend._call`, so "not supported", "GPU lost" and "hung" are values, not exceptions.
@@ -19,12 +19,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from coldaisle.telemetry.clock import Clock
-from coldaisle.telemetry.deadline import Reason, Result, call_name
+from coldaisle.telemetry.deadline import CallResult, Reason, call_name
 from coldaisle.telemetry.frame import DeviceEvent, DeviceInfo, Frame, ProcessRows
 
 log = logging.getLogger(__name__)
 
-Call = Callable[..., Result]
+Call = Callable[..., CallResult]
 NAN = math.nan
 KIB = 1024.0
 #: nvmlFieldValue_t.valueType -> the c_nvmlValue_t member holding the value (nvml.h nvmlValueType_t).
@@ -71,7 +71,7 @@ class CounterRates:
 
 
 @dataclass(slots=True)
-class Reading:
+class NvmlReading:
     """What one device's probes produced this sample."""
 
     values: dict[str, float] = field(default_factory=dict)
@@ -79,7 +79,7 @@ class Reading:
     throttle_reasons: int = 0
     processes: list[tuple[int, float]] = field(default_factory=list)
     lost: bool = False
-    hung: Result | None = None
+    hung: CallResult | None = None
     any_ok: bool = False
 
 
@@ -88,13 +88,13 @@ class DeviceReader:
 
     def __init__(self, call: Call, handle: Any, index: int, warned: set[str]) -> None:
         self._call, self._h, self.index, self._warned = call, handle, index, warned
-        self.reading = Reading()
+        self.reading = NvmlReading()
         self.counters: dict[str, float] = {}
 
     def get(self, columns: Sequence[str], fns: Sequence[Callable[..., Any]], *args: Any) -> Any:
         """First value among `fns(handle, *args)`, trying the next only when one is not supported."""
         r = self.reading
-        result = Result(reason=Reason.NOT_SUPPORTED)
+        result = CallResult(reason=Reason.NOT_SUPPORTED)
         for fn in fns:
             if r.lost or r.hung is not None:
                 return None
@@ -122,7 +122,7 @@ class DeviceReader:
 
 
 def read_device(nv: ModuleType, call: Call, handle: Any, *, index: int, rates: CounterRates, now: float,
-                pcie_throughput: bool, warned: set[str]) -> Reading:
+                pcie_throughput: bool, warned: set[str]) -> NvmlReading:
     """Every column of device `index`, in base units, with typed absences."""
     d = DeviceReader(call, handle, index, warned)
     _read_fields(d, nv)
@@ -216,7 +216,7 @@ def _read_health(d: DeviceReader, nv: ModuleType) -> None:
         d.reading.processes.append((int(p.pid), NAN if used is None else float(used)))
 
 
-def assemble_frame(devices: tuple[DeviceInfo, ...], readings: Sequence[Reading], last_ok: Sequence[float],
+def assemble_frame(devices: tuple[DeviceInfo, ...], readings: Sequence[NvmlReading], last_ok: Sequence[float],
                    events: Sequence[DeviceEvent], clock: Clock) -> Frame:
     """The Frame for one sample; `last_ok[i]` is device i's last good read (monotonic s, NaN if none)."""
     mono = clock.monotonic()

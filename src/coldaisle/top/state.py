@@ -78,7 +78,7 @@ class Snapshot:
     notes: tuple[str, ...] = ()
 
 
-class Recorder:
+class ScreenRecorder:
     """Keeps a ring of recent readings per GPU and turns each tick into a Snapshot."""
 
     def __init__(self, devices: Sequence[DeviceInfo], *, node: str, source: str, mode: str, policy: str,

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coldaisle.triage.catalog import Catalog, load_catalog
-from coldaisle.triage.engine import MAX_EVENTS, Reading, read_inputs
+from coldaisle.triage.engine import MAX_EVENTS, ScanReading, read_inputs
 from coldaisle.triage.interface import Hit
 from coldaisle.triage.rootcause import Hypothesis, rank
 from coldaisle.triage.scanner import engine_name
 from coldaisle.triage.timeline import (
-    Group,
+    EventGroup,
     HostClock,
     boot_times,
     date_uptimes,
@@ -26,12 +26,12 @@ from coldaisle.triage.timeline import (
 
 
 @dataclass
-class Result:
+class TriageResult:
     """Everything a report needs."""
 
-    reading: Reading
+    reading: ScanReading
     hits: list[Hit]  # on one clock, in timeline order
-    groups: list[Group]
+    groups: list[EventGroup]
     hypotheses: list[Hypothesis]
     clocks: dict[str, HostClock]
     catalog: Catalog
@@ -44,7 +44,7 @@ class Result:
         return [h for h in self.hits if not h.benign]
 
 
-def sensor_peaks(reading: Reading) -> dict[str, float]:
+def sensor_peaks(reading: ScanReading) -> dict[str, float]:
     """Highest reading per sensor."""
     peaks: dict[str, float] = {}
     for s in reading.samples:
@@ -55,7 +55,7 @@ def sensor_peaks(reading: Reading) -> dict[str, float]:
 def triage(paths: Sequence[str | Path], *, signatures: Sequence[str | Path] = (), host: str | None = None,
            align_clocks: bool = False, max_events: int = MAX_EVENTS,
            on_files: Callable[[int], None] | None = None, on_bytes: Callable[[int], None] | None = None,
-           clock: Callable[[], float] = time.perf_counter) -> Result:
+           clock: Callable[[], float] = time.perf_counter) -> TriageResult:
     """Read `paths` and explain them: events on one clock, groups, ranked hypotheses."""
     start = clock()
     catalog = load_catalog(signatures)
@@ -70,4 +70,4 @@ def triage(paths: Sequence[str | Path], *, signatures: Sequence[str | Path] = ()
     hits.sort(key=sort_key)
     groups = group(hits, catalog)
     hypotheses = rank(hits, sensor_peaks(reading))
-    return Result(reading, hits, groups, hypotheses, clocks, catalog, engine_name(), clock() - start)
+    return TriageResult(reading, hits, groups, hypotheses, clocks, catalog, engine_name(), clock() - start)

@@ -11,14 +11,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from coldaisle.triage.analyze import Result, triage
+from coldaisle.triage.analyze import TriageResult, triage
 from coldaisle.triage.engine import MAX_EVENTS
 from coldaisle.triage.interface import TriageError
 
 PROGRESS_FROM_BYTES = 64 << 20  # show a progress bar from this much input on
 
 
-def _run(paths: list[Path], console: Console, **kw: object) -> Result:
+def _run(paths: list[Path], console: Console, **kw: object) -> TriageResult:
     progress = Progress(TextColumn("[bold]reading logs"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                         TimeRemainingColumn(), console=console, transient=True)
     task = progress.add_task("read", total=None)

@@ -26,7 +26,7 @@ _KEPT_BENIGN = frozenset({"nccl_init", "job_start", "job_end", "node_state", "cl
 
 
 @dataclass
-class Reading:
+class ScanReading:
     """Everything read: kept hits (file order), samples, IP -> host map, and the counts."""
 
     hits: list[Hit] = field(default_factory=list)
@@ -41,7 +41,7 @@ class Reading:
 class _Keeper:
     """Applies the memory bounds while hits stream in."""
 
-    def __init__(self, reading: Reading, max_events: int) -> None:
+    def __init__(self, reading: ScanReading, max_events: int) -> None:
         self.r, self.max_events, self.context = reading, max_events, 0
         self.last_op: dict[tuple[str, object, object], Hit] = {}
 
@@ -69,7 +69,7 @@ def _year(path: Path) -> int:
         return 1970
 
 
-def read_file(f: InputFile, catalog_matcher: object, reading: Reading, keeper: _Keeper,
+def read_file(f: InputFile, catalog_matcher: object, reading: ScanReading, keeper: _Keeper,
               on_bytes: Callable[[int], None]) -> None:
     """Read one file into `reading`; every failure is counted against the file, none escapes."""
     stats = ReadStats(files=1, bytes=f.size)
@@ -94,11 +94,11 @@ def read_file(f: InputFile, catalog_matcher: object, reading: Reading, keeper: _
 
 def read_inputs(paths: Sequence[str | Path], *, catalog: Catalog | None = None, host: str | None = None,
                 max_events: int = MAX_EVENTS, on_files: Callable[[int], None] | None = None,
-                on_bytes: Callable[[int], None] | None = None) -> Reading:
+                on_bytes: Callable[[int], None] | None = None) -> ScanReading:
     """Read every file under `paths`; `on_files(total_bytes)` then `on_bytes(n)` report progress."""
     catalog = catalog or load_catalog()
     matcher = catalog.matcher()
-    reading = Reading()
+    reading = ScanReading()
     reading.inputs = walk(paths, reading.stats, host)
     if on_files:
         on_files(sum(f.size for f in reading.inputs))

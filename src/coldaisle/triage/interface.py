@@ -34,7 +34,7 @@ class SourceKind(StrEnum):
     SENSOR_CSV = "csv"  # thermal sensor CSV (a time column and temperature columns)
 
 
-class Clock(StrEnum):
+class StampClock(StrEnum):
     """How a hit's time is known: wall-clock UTC, seconds since its host booted, or not at all."""
 
     UTC = "utc"
@@ -58,7 +58,7 @@ class Hit:
     signature: str
     time: float | None = None  # UTC epoch seconds when known (or converted from uptime)
     uptime: float | None = None  # seconds since boot, from a dmesg prefix
-    clock: Clock = Clock.NONE
+    clock: StampClock = StampClock.NONE
     year_guessed: bool = False  # the stamp had no year (syslog, glog, vLLM): fixed up against the corpus
     order: int = 0  # position in the whole read, so untimed hits keep their file order
 

@@ -15,10 +15,10 @@ import numpy as np
 
 from coldaisle.report.model import Plot, Report, Section, Series, Table, TimelineRow, format_utc
 from coldaisle.report.plots import plot_to_svg
-from coldaisle.triage.analyze import Result
+from coldaisle.triage.analyze import TriageResult
 from coldaisle.triage.hostlist import compact
 from coldaisle.triage.interface import Hit
-from coldaisle.triage.timeline import Group
+from coldaisle.triage.timeline import EventGroup
 
 TOP_HOSTS = 8
 BINS = 60
@@ -32,7 +32,7 @@ def _when(h: Hit | None) -> str:
     return f"{h.host} +{h.uptime:.3f} s since boot" if h.uptime is not None else "no timestamp"
 
 
-def _summary(r: Result) -> str:
+def _summary(r: TriageResult) -> str:
     s = r.reading.stats
     lines = [f"Read {s.files} files ({s.bytes / 1e6:.1f} MB, {s.lines} lines) in {r.elapsed_s:.2f} s with "
              f"{r.engine}; {len(r.alarms)} events in {len(r.groups)} groups on "
@@ -49,7 +49,7 @@ def _summary(r: Result) -> str:
     return "\n\n".join(lines)
 
 
-def _root_cause(r: Result) -> Section:
+def _root_cause(r: TriageResult) -> Section:
     rows = tuple((str(i), h.kind, h.origin, h.confidence, _when(h.evidence[0] if h.evidence else None),
                   str(h.blast_radius), h.title + (f" ({h.note})" if h.note else ""))
                  for i, h in enumerate(r.hypotheses, start=1))
@@ -58,7 +58,7 @@ def _root_cause(r: Result) -> Section:
     return Section("Root cause", "Ranked by severity, blast radius and which came first.", tables=(table,))
 
 
-def _row(g: Group) -> TimelineRow | None:
+def _row(g: EventGroup) -> TimelineRow | None:
     first = g.first
     if first is None or first.time is None:
         return None
@@ -67,14 +67,14 @@ def _row(g: Group) -> TimelineRow | None:
                        first.raw[:160], g.count)
 
 
-def _relative(r: Result) -> Table:
+def _relative(r: TriageResult) -> Table:
     rows = tuple((g.first.host if g.first else "-", _when(g.first), g.severity.name.lower(), g.cls, str(g.count),
                   (g.first.raw[:120] if g.first else "")) for g in r.groups if g.first and g.first.time is None)
     return Table("Events without a wall-clock time (dmesg uptime with no boot reference, or no timestamp)",
                  ("host", "when", "severity", "class", "count", "first line"), rows)
 
 
-def _impact(r: Result) -> Table:
+def _impact(r: TriageResult) -> Table:
     per: dict[str, Counter[str]] = defaultdict(Counter)
     for h in r.alarms:
         per[h.cls][h.host] += 1
@@ -83,13 +83,13 @@ def _impact(r: Result) -> Table:
     return Table("Impact by class", ("class", "events", "hosts", "hosts"), rows)
 
 
-def _evidence(r: Result) -> Table:
+def _evidence(r: TriageResult) -> Table:
     rows = tuple((str(i), e.host, _when(e), f"{Path(e.file).name}:{e.line}", e.raw[:200])
                  for i, h in enumerate(r.hypotheses, start=1) for e in h.evidence)
     return Table("Evidence lines per hypothesis", ("#", "host", "when", "file:line", "line"), rows)
 
 
-def density_plot(r: Result) -> Plot | None:
+def density_plot(r: TriageResult) -> Plot | None:
     """Events per node over time: the busiest nodes, and the rest summed."""
     timed = [h for h in r.alarms if h.time is not None]
     if not timed:
@@ -108,7 +108,7 @@ def density_plot(r: Result) -> Plot | None:
     return Plot("Event density per node", "events per bin", tuple(series))
 
 
-def temperature_plot(r: Result) -> Plot | None:
+def temperature_plot(r: TriageResult) -> Plot | None:
     """Every temperature found (sensor CSVs, nvidia-smi dumps)."""
     per: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for s in r.reading.samples:
@@ -120,7 +120,7 @@ def temperature_plot(r: Result) -> Plot | None:
                                                        np.array([b for _, b in per[k]]), "C") for k in hottest))
 
 
-def build(r: Result, generated_at: float = 0.0) -> Report:
+def build(r: TriageResult, generated_at: float = 0.0) -> Report:
     """The post-mortem draft as a Report."""
     plots = tuple(p for p in (density_plot(r), temperature_plot(r)) if p is not None)
     rows = tuple(row for g in r.groups if (row := _row(g)) is not None)

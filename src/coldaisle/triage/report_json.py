@@ -6,11 +6,11 @@ import json
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from coldaisle.triage.analyze import Result, sensor_peaks
+from coldaisle.triage.analyze import TriageResult, sensor_peaks
 from coldaisle.triage.hostlist import compact
 from coldaisle.triage.interface import Hit
 from coldaisle.triage.rootcause import Hypothesis
-from coldaisle.triage.timeline import Group
+from coldaisle.triage.timeline import EventGroup
 
 SCHEMA = "coldaisle.triage/1"
 
@@ -29,7 +29,7 @@ def event(h: Hit) -> dict[str, Any]:
             "file": h.file, "line": h.line, "signature": h.signature}
 
 
-def group_json(g: Group, result: Result) -> dict[str, Any]:
+def group_json(g: EventGroup, result: TriageResult) -> dict[str, Any]:
     """One folded row."""
     sig = result.catalog.by_id.get(g.signature)
     first, last = g.first, g.last
@@ -48,7 +48,7 @@ def hypothesis_json(rank: int, h: Hypothesis) -> dict[str, Any]:
             "note": h.note, "score": round(h.score, 2), "evidence": [event(e) for e in h.evidence]}
 
 
-def write(result: Result, out: IO[str]) -> None:
+def write(result: TriageResult, out: IO[str]) -> None:
     """The document, streamed: events are serialised one at a time, never held as one tree (bounded memory)."""
     head = document(result, events=False)
     text = json.dumps(head, indent=1, default=str)
@@ -58,7 +58,7 @@ def write(result: Result, out: IO[str]) -> None:
     out.write("\n ]\n}\n")
 
 
-def document(result: Result, *, events: bool = True) -> dict[str, Any]:
+def document(result: TriageResult, *, events: bool = True) -> dict[str, Any]:
     """The whole `coldaisle.triage/1` document (without the events list when `events` is False)."""
     s, reading = result.reading.stats, result.reading
     counts: dict[str, int] = {}

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from coldaisle.triage.interface import Clock
+from coldaisle.triage.interface import StampClock
 
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
                                        "Nov", "Dec"), start=1)}
@@ -42,7 +42,7 @@ _NO_HOST = frozenset({"localhost", "(none)", "-", "kernel"})
 class Stamp:
     """A line's time (UTC epoch or uptime), its host if it names one, and whether the year was guessed."""
 
-    clock: Clock = Clock.NONE
+    clock: StampClock = StampClock.NONE
     time: float | None = None
     uptime: float | None = None
     host: str = ""
@@ -87,33 +87,33 @@ def parse(line: str, year: int) -> Stamp:
         return _bracketed(line, year)
     if (m := _SYSLOG.match(line)) and m["mon"] in _MONTHS:
         t = _epoch(year, _MONTHS[m["mon"]], int(m["day"]), m["time"], m["frac"])
-        return Stamp(Clock.UTC, t, float(m["up"]) if m["up"] else None, _host(m["host"]), True)
+        return Stamp(StampClock.UTC, t, float(m["up"]) if m["up"] else None, _host(m["host"]), True)
     if m := _ISO_HOST.match(line):
         up = float(m["up"]) if m["up"] else None
-        return Stamp(Clock.UTC, _iso(m), up, _host(m["host"]) or _nccl_host(line, m.end()))
+        return Stamp(StampClock.UTC, _iso(m), up, _host(m["host"]) or _nccl_host(line, m.end()))
     if m := _RFC5424.match(line):
-        return Stamp(Clock.UTC, _iso(m), None, _host(m["host"]))
+        return Stamp(StampClock.UTC, _iso(m), None, _host(m["host"]))
     return _other(line, year)
 
 
 def _other(line: str, year: int) -> Stamp:
     if m := _SEL.match(line):  # ipmitool sel elist
-        return Stamp(Clock.UTC, _epoch(int(m["year"]), int(m["mon"]), int(m["day"]), m["time"], None))
+        return Stamp(StampClock.UTC, _epoch(int(m["year"]), int(m["mon"]), int(m["day"]), m["time"], None))
     if (m := _GLOG.match(line)) or (m := _VLLM.match(line)):
-        return Stamp(Clock.UTC, _epoch(year, int(m["mon"]), int(m["day"]), m["time"], m.groupdict().get("frac")),
+        return Stamp(StampClock.UTC, _epoch(year, int(m["mon"]), int(m["day"]), m["time"], m.groupdict().get("frac")),
                      None, "", True)
     if m := _ANY_ISO.search(line, 0, 80):
-        return Stamp(Clock.UTC, _iso(m), None, _nccl_host(line, 0))
+        return Stamp(StampClock.UTC, _iso(m), None, _nccl_host(line, 0))
     return Stamp(host=_nccl_host(line, 0))
 
 
 def _bracketed(line: str, year: int) -> Stamp:
     if m := _DMESG.match(line):
-        return Stamp(Clock.UPTIME, None, float(m["up"]))
+        return Stamp(StampClock.UPTIME, None, float(m["up"]))
     if (m := _DMESG_T.match(line)) and m["mon"] in _MONTHS:
-        return Stamp(Clock.UTC, _epoch(int(m["year"]), _MONTHS[m["mon"]], int(m["day"]), m["time"], None))
+        return Stamp(StampClock.UTC, _epoch(int(m["year"]), _MONTHS[m["mon"]], int(m["day"]), m["time"], None))
     if m := _BRACKET_ISO.match(line):
-        return Stamp(Clock.UTC, _iso(m), None, _nccl_host(line, m.end() + 1))
+        return Stamp(StampClock.UTC, _iso(m), None, _nccl_host(line, m.end() + 1))
     if m := _GLOG.match(line):
-        return Stamp(Clock.UTC, _epoch(year, int(m["mon"]), int(m["day"]), m["time"], m["frac"]), None, "", True)
+        return Stamp(StampClock.UTC, _epoch(year, int(m["mon"]), int(m["day"]), m["time"], m["frac"]), None, "", True)
     return Stamp(host=_nccl_host(line, 0))

@@ -4,7 +4,7 @@
 - A host's boot time is known when one of its lines carries both a wall time and an uptime (syslog kernel
   lines with `[uptime]`, journald kernel records, the RTC line at boot); its dmesg uptimes are then dated
   (clock "boot"). Without one, they stay relative to boot and are ordered per host.
-- Clock skew: events of one kind that many hosts log within seconds of each other (watchdog timeouts of one
+- StampClock skew: events of one kind that many hosts log within seconds of each other (watchdog timeouts of one
   collective, a job start) should be simultaneous; each host's median offset from the others is its skew.
 - Groups: hits of one class and key (the signature's group_by fields) fold into one row with a count and
   the hosts, split where the stream pauses for more than GAP_S.
@@ -21,7 +21,7 @@ from typing import Any
 
 from coldaisle.telemetry.events import Severity
 from coldaisle.triage.catalog import Catalog
-from coldaisle.triage.interface import Clock, Hit
+from coldaisle.triage.interface import Hit, StampClock
 
 GAP_S = 900.0
 SHARED_WINDOW_S = 60.0
@@ -39,14 +39,14 @@ class HostClock:
 
 
 @dataclass
-class Group:
+class EventGroup:
     """Repeats of one event folded into one row."""
 
     cls: str
     severity: Severity
     key: tuple[tuple[str, Any], ...]
     signature: str
-    clock: Clock
+    clock: StampClock
     count: int = 0
     hosts: list[str] = field(default_factory=list)
     first: Hit | None = None
@@ -67,7 +67,7 @@ class Group:
 
 def fix_years(hits: Sequence[Hit]) -> None:
     """Give year-less stamps the year nearest the corpus's dated events (median), handling wrap-around."""
-    anchors = [h.time for h in hits if h.time is not None and h.clock == Clock.UTC and not h.year_guessed]
+    anchors = [h.time for h in hits if h.time is not None and h.clock == StampClock.UTC and not h.year_guessed]
     if not anchors:
         return
     ref = statistics.median(anchors)
@@ -100,15 +100,15 @@ def date_uptimes(hits: Iterable[Hit], clocks: dict[str, HostClock]) -> None:
     """Convert uptime-only hits of hosts whose boot time is known (clock becomes BOOT)."""
     for h in hits:
         c = clocks.get(h.host)
-        if h.clock == Clock.UPTIME and h.uptime is not None and c and c.boot_time is not None:
-            h.time, h.clock = c.boot_time + h.uptime, Clock.BOOT
+        if h.clock == StampClock.UPTIME and h.uptime is not None and c and c.boot_time is not None:
+            h.time, h.clock = c.boot_time + h.uptime, StampClock.BOOT
 
 
 def estimate_skew(hits: Sequence[Hit], clocks: dict[str, HostClock], *, apply: bool = False) -> None:
     """Median offset of each host from its peers over shared events (same class and key, many hosts, close)."""
     buckets: dict[tuple[Any, ...], list[Hit]] = defaultdict(list)
     for h in hits:
-        if h.time is not None and not h.benign and h.clock in (Clock.UTC, Clock.BOOT):
+        if h.time is not None and not h.benign and h.clock in (StampClock.UTC, StampClock.BOOT):
             buckets[(h.cls, h.fields.get("op"), h.fields.get("seq"), h.fields.get("job_id"))].append(h)
     offsets: dict[str, list[float]] = defaultdict(list)
     for bucket in buckets.values():
@@ -157,10 +157,10 @@ def sort_key(h: Hit) -> tuple[int, str, float, int]:
     return (2, h.host, 0.0, h.order)
 
 
-def group(hits: Sequence[Hit], catalog: Catalog) -> list[Group]:
+def group(hits: Sequence[Hit], catalog: Catalog) -> list[EventGroup]:
     """Fold repeats: same class, signature key and clock domain; split on pauses longer than GAP_S."""
-    open_groups: dict[tuple[Any, ...], Group] = {}
-    out: list[Group] = []
+    open_groups: dict[tuple[Any, ...], EventGroup] = {}
+    out: list[EventGroup] = []
     for h in sorted((h for h in hits if not h.benign), key=sort_key):
         sig = catalog.by_id.get(h.signature)
         key = tuple((g, h.fields.get(g)) for g in (sig.spec.group_by if sig else ()))
@@ -169,8 +169,8 @@ def group(hits: Sequence[Hit], catalog: Catalog) -> list[Group]:
         g = open_groups.get(k)
         last_t = g.last.time if g and g.last else None
         if g is None or (h.time is not None and last_t is not None and h.time - last_t > GAP_S):
-            g = open_groups[k] = Group(h.cls, h.severity, key, h.signature,
-                                       Clock.UTC if h.time is not None else h.clock)
+            g = open_groups[k] = EventGroup(h.cls, h.severity, key, h.signature,
+                                       StampClock.UTC if h.time is not None else h.clock)
             out.append(g)
         g.add(h)
     return out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from coldaisle.errors import ConfigError
 from coldaisle.preflight.context import Context, Subject
-from coldaisle.preflight.interface import Check, Finding, Note, Severity
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note
 from coldaisle.preflight.osv import SHIPPED_DIR, Advisory, When, advisory_files, affects, load_file
 
 
@@ -28,7 +28,7 @@ def load_advisories(ctx: Context) -> tuple[list[Advisory], list[Finding | Note]]
         try:
             records += load_file(path)
         except ConfigError as exc:
-            out.append(Finding(Advisories.id, Severity.FAIL, f"advisory file rejected: {exc.message}", str(path),
+            out.append(Finding(Advisories.id, CheckSeverity.FAIL, f"advisory file rejected: {exc.message}", str(path),
                                "fix the file (OSV JSON, docs/preflight.md) so its advisories are checked"))
     return records, out
 
@@ -65,7 +65,7 @@ class Advisories(Check):
                 continue
             for s in subjects:
                 if any(affects(a, s.ecosystem, s.name, s.version) for a in rec.affected):
-                    sev = Severity(spec.severity)
+                    sev = CheckSeverity(spec.severity)
                     refs = [r["url"] for r in rec.references if "url" in r]
                     label = s.name if s.ecosystem == "PyPI" else f"{s.ecosystem}/{s.name}"
                     yield self.finding(sev, f"{label} {s.version}: {rec.summary} [{rec.id}]",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from coldaisle.preflight.context import Context
 from coldaisle.preflight.elf import parse_elf
-from coldaisle.preflight.interface import Check, Finding, Note, Severity
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note
 
 FAMILIES = ("libnccl.so", "libcudart.so", "libcudnn.so", "libcublas.so")
 
@@ -76,12 +76,12 @@ class DuplicateLibraries(Check):
             listing = "; ".join(g[0] for g in groups)
             if in_llp:
                 winner = min(in_llp, key=lambda p: lib_dirs.index(os.path.realpath(os.path.dirname(p))))
-                yield self.finding(Severity.FAIL, f"{len(groups)} different copies of {soname} are reachable and "
+                yield self.finding(CheckSeverity.FAIL, f"{len(groups)} different copies of {soname} are reachable and "
                                    f"LD_LIBRARY_PATH makes {winner} win over the others (RUNPATHs included): "
                                    f"{listing}", soname, "remove the extra copies from LD_LIBRARY_PATH so each "
                                    "program loads the library it was built against",
                                    copies=[g[0] for g in groups], loaded_by_default=winner)
             else:
-                yield self.finding(Severity.INFO, f"{len(groups)} different copies of {soname} on this host: "
+                yield self.finding(CheckSeverity.INFO, f"{len(groups)} different copies of {soname} on this host: "
                                    f"{listing}", soname, "nothing to do unless a program loads the wrong one "
                                    "(check with --pid)", copies=[g[0] for g in groups])

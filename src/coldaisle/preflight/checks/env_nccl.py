@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from coldaisle.preflight import host
 from coldaisle.preflight.context import Context
-from coldaisle.preflight.interface import Check, Finding, Note, Severity
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note
 
 DEBUG_LEVELS = ("VERSION", "WARN", "INFO", "TRACE")
 _HEARTBEAT_MAX_S = 3600
@@ -41,16 +41,16 @@ class NcclSettings(Check):
         env = ctx.env
         for var in ("TORCH_NCCL_ASYNC_ERROR_HANDLING", "NCCL_ASYNC_ERROR_HANDLING"):
             if env.get(var, "").strip() == "0":
-                yield self.finding(Severity.FAIL, f"{var}=0 turns off handling of asynchronous NCCL errors: a "
+                yield self.finding(CheckSeverity.FAIL, f"{var}=0 turns off handling of asynchronous NCCL errors: a "
                                    "timed-out collective is noticed but the job keeps spinning", var,
                                    f"unset {var} (the default tears the process down on error)")
         if env.get("TORCH_NCCL_ENABLE_MONITORING", "").strip() == "0":
-            yield self.finding(Severity.WARN, "TORCH_NCCL_ENABLE_MONITORING=0 disables the monitor that aborts a "
+            yield self.finding(CheckSeverity.WARN, "TORCH_NCCL_ENABLE_MONITORING=0 disables the monitor that aborts a "
                                "process whose watchdog is stuck", "TORCH_NCCL_ENABLE_MONITORING",
                                "unset TORCH_NCCL_ENABLE_MONITORING")
         beat = env.get("TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC", "")
         if beat.strip().isdigit() and int(beat) > _HEARTBEAT_MAX_S:
-            yield self.finding(Severity.WARN, f"TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC={beat}: a stuck watchdog is "
+            yield self.finding(CheckSeverity.WARN, f"TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC={beat}: a stuck watchdog is "
                                f"tolerated for over {_HEARTBEAT_MAX_S // 60} minutes at full power",
                                "TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC", "use the default (480 s) or a few minutes")
         yield from self._debug(env.get("NCCL_DEBUG"))
@@ -60,11 +60,11 @@ class NcclSettings(Check):
         if level is None:
             return
         if level.upper() not in DEBUG_LEVELS:
-            yield self.finding(Severity.WARN, f"NCCL_DEBUG={level!r} is not a level NCCL knows "
+            yield self.finding(CheckSeverity.WARN, f"NCCL_DEBUG={level!r} is not a level NCCL knows "
                                f"({', '.join(DEBUG_LEVELS)}); errors will be reported without detail",
                                "NCCL_DEBUG", "set NCCL_DEBUG=WARN")
         elif level.upper() == "TRACE":
-            yield self.finding(Severity.WARN, "NCCL_DEBUG=TRACE logs every call (and needs a TRACE build of NCCL)",
+            yield self.finding(CheckSeverity.WARN, "NCCL_DEBUG=TRACE logs every call (and needs a TRACE build of NCCL)",
                                "NCCL_DEBUG", "use NCCL_DEBUG=WARN in production, INFO to debug")
 
     def _ifname(self, ctx: Context, spec: str | None) -> Iterable[Finding]:
@@ -74,7 +74,7 @@ class NcclSettings(Check):
         if not interfaces:
             return
         if not ifname_matches(spec, interfaces):
-            yield self.finding(Severity.FAIL, f"NCCL_SOCKET_IFNAME={spec!r} selects no interface of this host "
+            yield self.finding(CheckSeverity.FAIL, f"NCCL_SOCKET_IFNAME={spec!r} selects no interface of this host "
                                f"({', '.join(interfaces)}): NCCL bootstrap cannot connect", "NCCL_SOCKET_IFNAME",
                                "set it to the cluster network's interface name (or a prefix of it)",
                                interfaces=interfaces)

@@ -8,24 +8,24 @@ from collections.abc import Iterable
 
 from coldaisle.preflight.checks.rpath import risky_dir
 from coldaisle.preflight.context import Context
-from coldaisle.preflight.interface import Check, Finding, Note, Severity
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note
 
 
-def entry_problem(entry: str, env: dict[str, str]) -> tuple[Severity, str] | None:
+def entry_problem(entry: str, env: dict[str, str]) -> tuple[CheckSeverity, str] | None:
     """The worst problem of one search-path entry (LD_LIBRARY_PATH severities), or None."""
     if entry == "":
-        return Severity.WARN, "an empty entry searches the current directory"
+        return CheckSeverity.WARN, "an empty entry searches the current directory"
     if not os.path.isabs(entry):
-        return Severity.WARN, f"{entry!r} is relative: it depends on the current directory"
+        return CheckSeverity.WARN, f"{entry!r} is relative: it depends on the current directory"
     try:
         st = os.stat(entry)
     except OSError:
-        return Severity.WARN, f"{entry!r} does not exist"
+        return CheckSeverity.WARN, f"{entry!r} does not exist"
     if st.st_mode & stat.S_IWOTH:
-        return Severity.FAIL, f"{entry!r} is world-writable: anyone on the host can plant code there"
+        return CheckSeverity.FAIL, f"{entry!r} is world-writable: anyone on the host can plant code there"
     why = risky_dir(entry, env)
     if why:
-        return Severity.WARN, f"{entry!r} is {why}"
+        return CheckSeverity.WARN, f"{entry!r} is {why}"
     return None
 
 
@@ -37,7 +37,8 @@ class SearchPaths(Check):
 
     def run(self, ctx: Context) -> Iterable[Finding | Note]:
         """LD_LIBRARY_PATH problems at full severity; PATH's one step lower (fail -> warn -> info)."""
-        lower = {Severity.FAIL: Severity.WARN, Severity.WARN: Severity.INFO, Severity.INFO: Severity.INFO}
+        lower = {CheckSeverity.FAIL: CheckSeverity.WARN, CheckSeverity.WARN: CheckSeverity.INFO,
+                 CheckSeverity.INFO: CheckSeverity.INFO}
         for var in ("LD_LIBRARY_PATH", "PATH"):
             raw = ctx.env.get(var)
             if not raw:

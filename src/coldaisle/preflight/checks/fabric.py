@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from coldaisle.preflight import host
 from coldaisle.preflight.context import Context
-from coldaisle.preflight.interface import Check, Finding, Note, Severity, Skip
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note, Skip
 
 SOURCE = "https://docs.nvidia.com/datacenter/tesla/fabric-manager-user-guide/index.html"
 
@@ -24,10 +24,10 @@ class FabricManager(Check):
             raise Skip("no nvidia-fabricmanager package installed (only NVSwitch systems need one)")
         driver = ctx.driver_version
         if driver is None:
-            yield self.finding(Severity.WARN, f"fabric manager {fm} is installed but no NVIDIA driver is loaded",
+            yield self.finding(CheckSeverity.WARN, f"fabric manager {fm} is installed but no NVIDIA driver is loaded",
                                "nvidia-fabricmanager", "load the driver of the same version")
         elif driver != fm:
-            yield self.finding(Severity.FAIL, f"fabric manager {fm} does not match driver {driver}; it must be "
+            yield self.finding(CheckSeverity.FAIL, f"fabric manager {fm} does not match driver {driver}; it must be "
                                "the same release or the NVSwitch fabric is not brought up",
                                f"nvidia-fabricmanager {fm} / driver {driver}",
                                f"install nvidia-fabricmanager {driver} (or the driver matching {fm})",

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from coldaisle.preflight.context import Context
 from coldaisle.preflight.gpus import frame_for
-from coldaisle.preflight.interface import Check, Finding, Note, Severity
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note
 
 
 class ThermalHeadroom(Check):
@@ -27,7 +27,7 @@ class ThermalHeadroom(Check):
             headroom = slow - temp
             subject = f"{dev.node} GPU {dev.index} ({dev.name}, {dev.uuid})"
             if headroom < warn_k:
-                sev = Severity.FAIL if headroom < fail_k else Severity.WARN
+                sev = CheckSeverity.FAIL if headroom < fail_k else CheckSeverity.WARN
                 yield self.finding(sev, f"{temp:.0f} C, {headroom:.0f} K below its {slow:.0f} C slowdown "
                                    f"threshold (needs {fail_k:g} K to pass, {warn_k:g} K to be clean)", subject,
                                    "check airflow, fans and inlet temperature before starting the job",

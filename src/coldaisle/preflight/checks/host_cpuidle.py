@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from coldaisle.preflight import host
 from coldaisle.preflight.context import Context
-from coldaisle.preflight.interface import Check, Finding, Note, Severity, Skip
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note, Skip
 
 MAX_EXIT_LATENCY_US = 10
 
@@ -25,6 +25,6 @@ class CpuIdle(Check):
         deep = [s for s in states if not s.disabled and s.latency_us > MAX_EXIT_LATENCY_US]
         if deep:
             names = ", ".join(f"{s.name} ({s.latency_us} us)" for s in deep)
-            yield self.finding(Severity.WARN, f"deep idle states are enabled: {names}", "cpuidle",
+            yield self.finding(CheckSeverity.WARN, f"deep idle states are enabled: {names}", "cpuidle",
                                "disable them (cpupower idle-set -D 10, or intel_idle.max_cstate=1 on the kernel "
                                "command line)", states=[s.name for s in deep])

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 
 from coldaisle.preflight.context import Context
-from coldaisle.preflight.interface import Check, Finding, Note, Severity
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note
 
 _GIB = 1024**3
 
@@ -23,12 +23,12 @@ class FreeDisk(Check):
         try:
             st = os.statvfs(path)
         except OSError as exc:
-            yield self.finding(Severity.FAIL, f"checkpoint directory cannot be examined: {exc.strerror}", str(path),
-                               "create it, or pass --checkpoint-dir")
+            yield self.finding(CheckSeverity.FAIL, f"checkpoint directory cannot be examined: {exc.strerror}",
+                               str(path), "create it, or pass --checkpoint-dir")
             return
         free, need = st.f_bavail * st.f_frsize, ctx.options.min_free_disk_bytes
         if free < 2 * need:
-            sev = Severity.FAIL if free < need else Severity.WARN
+            sev = CheckSeverity.FAIL if free < need else CheckSeverity.WARN
             yield self.finding(sev, f"{free / _GIB:.1f} GiB free, {need / _GIB:.0f} GiB wanted for checkpoints",
                                str(path), "free space or point --checkpoint-dir at a larger volume",
                                free_bytes=free, wanted_bytes=need)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from coldaisle.preflight import host
 from coldaisle.preflight.context import Context
-from coldaisle.preflight.interface import Check, Finding, Note, Severity
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note
 
 _MIB = 1024**2
 
@@ -26,7 +26,7 @@ class MemoryLimits(Check):
         if limit is None:
             yield self.note(f"cannot read /proc/{pid}/limits", "RLIMIT_MEMLOCK")
         elif limit != -1:
-            sev = Severity.WARN if ib else Severity.INFO
+            sev = CheckSeverity.WARN if ib else CheckSeverity.INFO
             where = f"RDMA devices present ({', '.join(ib)})" if ib else "no RDMA device found"
             yield self.finding(sev, f"max locked memory for {who} is {limit // _MIB} MiB, not unlimited; {where}: "
                                "NCCL/IB memory registration can fail", "RLIMIT_MEMLOCK",
@@ -34,6 +34,6 @@ class MemoryLimits(Check):
                                "LimitMEMLOCK=infinity for slurmd/containerd)", limit_bytes=limit)
         swap = host.meminfo(ctx.host).get("SwapTotal", 0)
         if swap > 0:
-            yield self.finding(Severity.WARN, f"swap is enabled ({swap // _MIB} MiB): a runaway process pages "
+            yield self.finding(CheckSeverity.WARN, f"swap is enabled ({swap // _MIB} MiB): a runaway process pages "
                                "for minutes in D state instead of being OOM-killed", "swap",
                                "swapoff -a (and remove swap from /etc/fstab) on GPU nodes", swap_bytes=swap)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from coldaisle.preflight.context import Context
-from coldaisle.preflight.interface import Check, Finding, Note, Severity
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note
 
 
 class ElfIntegrity(Check):
@@ -19,10 +19,11 @@ class ElfIntegrity(Check):
         scan = ctx.elf
         for bad in scan.problems:
             if bad.problem == "corrupt":
-                yield self.finding(Severity.WARN, f"not a loadable ELF object (truncated or corrupt: {bad.detail})",
-                                   bad.path, "reinstall the package that owns it")
+                yield self.finding(CheckSeverity.WARN,
+                                   f"not a loadable ELF object (truncated or corrupt: {bad.detail})", bad.path,
+                                   "reinstall the package that owns it")
             elif bad.problem == "unreadable":
-                yield self.finding(Severity.WARN, f"cannot be read ({bad.detail}), so it was not inspected",
+                yield self.finding(CheckSeverity.WARN, f"cannot be read ({bad.detail}), so it was not inspected",
                                    bad.path, "run preflight as the job's user, or fix the file's permissions")
             else:
                 yield self.note(f"skipped: named like a shared object but {bad.problem} ({bad.detail})", bad.path)

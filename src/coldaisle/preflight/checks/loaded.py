@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from coldaisle.preflight.checks.duplicates import soname_of
 from coldaisle.preflight.checks.rpath import risky_dir
 from coldaisle.preflight.context import Context
-from coldaisle.preflight.interface import Check, Finding, Note, Severity, Skip
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note, Skip
 from coldaisle.preflight.procmaps import DELETED
 
 
@@ -30,18 +30,18 @@ class LoadedLibraries(Check):
             if key:
                 by_soname.setdefault(key, []).append(clean)
             if path.endswith(DELETED) and ".so" in clean:
-                yield self.finding(Severity.WARN, f"process {pid} runs {clean}, which was deleted or replaced on "
+                yield self.finding(CheckSeverity.WARN, f"process {pid} runs {clean}, which was deleted or replaced on "
                                    "disk after it was loaded", clean, "restart the job so it runs the installed "
                                    "library (and preflight checks what it will really load)")
             why = risky_dir(os.path.dirname(clean), ctx.env)
             if why and ".so" in os.path.basename(clean):
-                sev = Severity.WARN if why.startswith("a temporary") else Severity.INFO
+                sev = CheckSeverity.WARN if why.startswith("a temporary") else CheckSeverity.INFO
                 yield self.finding(sev, f"process {pid} loaded {clean} from {why}", clean,
                                    "install the library under a system or environment directory")
         for soname, paths in sorted(by_soname.items()):
             real = list(dict.fromkeys(os.path.realpath(p) for p in paths))
             if len(real) > 1:
-                yield self.finding(Severity.FAIL, f"process {pid} has {len(real)} copies of {soname} loaded: "
+                yield self.finding(CheckSeverity.FAIL, f"process {pid} has {len(real)} copies of {soname} loaded: "
                                    f"{', '.join(paths)}; which one a call reaches depends on symbol order",
                                    soname, "make every component load one copy (clean LD_LIBRARY_PATH, RPATHs)",
                                    copies=paths)

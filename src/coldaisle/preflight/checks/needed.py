@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from coldaisle.preflight.context import Context
-from coldaisle.preflight.interface import Check, Finding, Note, Severity
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note
 
 #: provided by the NVIDIA driver, not by any package: absent means no driver, not a broken package
 DRIVER_LIBRARIES = frozenset({"libcuda.so.1", "libnvidia-ml.so.1", "libnvidia-ptxjitcompiler.so.1",
@@ -32,11 +32,11 @@ class Needed(Check):
                 order += ["LD_LIBRARY_PATH", *(["RUNPATH"] if obj.runpath else []), "ld.so.cache",
                           "default directories"]
                 where = ", ".join(order)
-                yield self.finding(Severity.FAIL, f"needs {', '.join(other)}, found nowhere the loader looks "
+                yield self.finding(CheckSeverity.FAIL, f"needs {', '.join(other)}, found nowhere the loader looks "
                                    f"({where})", obj.path,
                                    "install the package that provides it, or fix the RPATH/LD_LIBRARY_PATH",
                                    missing=other)
         for name, objs in sorted(driver_missing.items()):
-            yield self.finding(Severity.WARN, f"{name} (part of the NVIDIA driver) is not installed; "
+            yield self.finding(CheckSeverity.WARN, f"{name} (part of the NVIDIA driver) is not installed; "
                                f"{len(objs)} object(s) need it, e.g. {objs[0]}", name,
                                "install the NVIDIA driver, or ignore on a host without GPUs", users=objs[:20])

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Mapping
 
 from coldaisle.preflight.context import Context
-from coldaisle.preflight.interface import Check, Finding, Note, Severity
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note
 from coldaisle.preflight.loader import expand
 
 TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108 - matched against, never written to
@@ -27,17 +27,17 @@ def risky_dir(path: str, env: Mapping[str, str]) -> str:
     return ""
 
 
-def entry_problems(entry: str, origin: str, env: Mapping[str, str]) -> tuple[Severity, str] | None:
+def entry_problems(entry: str, origin: str, env: Mapping[str, str]) -> tuple[CheckSeverity, str] | None:
     """The worst problem of one RPATH/RUNPATH entry, or None."""
     if entry == "":
-        return Severity.WARN, "an empty entry, which means the current directory"
+        return CheckSeverity.WARN, "an empty entry, which means the current directory"
     if not entry.startswith(("/", "$ORIGIN", "${ORIGIN}")):
-        return Severity.WARN, f"{entry!r} is relative to whatever the current directory is"
+        return CheckSeverity.WARN, f"{entry!r} is relative to whatever the current directory is"
     why = "" if entry.startswith(("$ORIGIN", "${ORIGIN}")) else risky_dir(entry, env)
     if why:  # an $ORIGIN entry moves with its object: where the object lives is not the RPATH's fault
-        return Severity.FAIL, f"{entry!r} points into {why}"
+        return CheckSeverity.FAIL, f"{entry!r} points into {why}"
     if not any(os.path.isdir(p) for p in expand(entry, origin)):
-        return Severity.WARN, f"{entry!r} does not exist on this host"
+        return CheckSeverity.WARN, f"{entry!r} does not exist on this host"
     return None
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from coldaisle.preflight.context import Context
 from coldaisle.preflight.gpus import driver_supports
-from coldaisle.preflight.interface import Check, Finding, Note, Severity, Skip
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note, Skip
 
 _CUDA = re.compile(r"^cuda\s*(?::[^=\n]*)?=\s*['\"]([\d.]+)['\"]", re.M)
 
@@ -40,18 +40,19 @@ class TorchCuda(Check):
             raise Skip(f"torch {ctx.dists['torch'].version} is not a CUDA build")
         driver = ctx.driver_version
         if driver is None:
-            yield self.finding(Severity.WARN, f"torch is built for CUDA {cuda} but no NVIDIA driver is loaded",
+            yield self.finding(CheckSeverity.WARN, f"torch is built for CUDA {cuda} but no NVIDIA driver is loaded",
                                "nvidia driver", "install and load the NVIDIA driver (modprobe nvidia)")
             return
         runs, full, need_major, need_full = driver_supports(cuda, driver)
         subject = f"torch {ctx.dists['torch'].version} (CUDA {cuda}) on driver {driver}"
         if not runs:
-            yield self.finding(Severity.FAIL, f"driver {driver} is older than {need_major or '?'}, the oldest that "
+            yield self.finding(CheckSeverity.FAIL,
+                               f"driver {driver} is older than {need_major or '?'}, the oldest that "
                                f"runs CUDA {cuda.split('.')[0]}.x: torch will find no usable GPU", subject,
                                f"upgrade the driver to {need_full or need_major} or later, or install a torch "
                                "built for an older CUDA")
         elif not full:
-            yield self.finding(Severity.WARN, f"driver {driver} predates CUDA {cuda} ({need_full or 'unknown'}); "
+            yield self.finding(CheckSeverity.WARN, f"driver {driver} predates CUDA {cuda} ({need_full or 'unknown'}); "
                                "it runs through minor-version compatibility, without PTX JIT", subject,
                                f"upgrade the driver to {need_full} or later" if need_full else
                                "check NVIDIA's CUDA compatibility table for this toolkit")

@@ -8,7 +8,7 @@ from packaging.requirements import Requirement
 
 from coldaisle.preflight.context import Context
 from coldaisle.preflight.dists import Dist
-from coldaisle.preflight.interface import Check, Finding, Note, Severity, Skip
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note, Skip
 from coldaisle.preflight.versions import normalize_name
 
 
@@ -24,7 +24,7 @@ def applicable(dist: Dist, prefix: str) -> list[Requirement]:
     return out
 
 
-def compare(check: Check, ctx: Context, req: Requirement, missing: Severity, differs: Severity,
+def compare(check: Check, ctx: Context, req: Requirement, missing: CheckSeverity, differs: CheckSeverity,
             why: str) -> Iterable[Finding]:
     """Findings for one requirement of torch: absent, or installed outside its specifier."""
     name = normalize_name(req.name)
@@ -54,5 +54,5 @@ class TorchWheels(Check):
         if not reqs:
             raise Skip(f"torch {torch.version} requires no nvidia-* wheels (CPU or self-contained build)")
         for req in reqs:
-            yield from compare(self, ctx, req, Severity.FAIL, Severity.WARN,
+            yield from compare(self, ctx, req, CheckSeverity.FAIL, CheckSeverity.WARN,
                                "an override: make sure it is deliberate, e.g. an NCCL fix")

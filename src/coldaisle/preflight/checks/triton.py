@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from coldaisle.preflight.checks.torch_wheels import applicable, compare
 from coldaisle.preflight.context import Context
-from coldaisle.preflight.interface import Check, Finding, Note, Severity, Skip
+from coldaisle.preflight.interface import Check, CheckSeverity, Finding, Note, Skip
 
 
 class Triton(Check):
@@ -23,11 +23,11 @@ class Triton(Check):
         reqs = [r for r in applicable(torch, "triton") + applicable(torch, "pytorch-triton")]
         if not reqs:
             if "triton" in ctx.dists:
-                yield self.finding(Severity.WARN, f"triton {ctx.dists['triton'].version} is installed but torch "
+                yield self.finding(CheckSeverity.WARN, f"triton {ctx.dists['triton'].version} is installed but torch "
                                    f"{torch.version} does not use it (a CPU build?)", "triton",
                                    "pip uninstall triton, or install the CUDA build of torch it was meant for")
                 return
             raise Skip(f"torch {torch.version} requires no triton")
         for req in reqs:
-            yield from compare(self, ctx, req, Severity.WARN, Severity.FAIL,
+            yield from compare(self, ctx, req, CheckSeverity.WARN, CheckSeverity.FAIL,
                                "torch.compile will fail or miscompile")

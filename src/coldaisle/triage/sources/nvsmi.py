@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from coldaisle.triage.interface import Clock, FileContext, Hit, Sample, Source, SourceKind
+from coldaisle.triage.interface import FileContext, Hit, Sample, Source, SourceKind, StampClock
 from coldaisle.triage.sources.text import make_hit
 from coldaisle.triage.stamps import Stamp
 
@@ -64,5 +64,5 @@ class NvidiaSmiSource(Source):
         match = ctx.matcher.first(flat)
         if match is not None:
             ctx.stats.matched_lines += 1
-            stamp = Stamp(Clock.UTC if when is not None else Clock.NONE, when)
+            stamp = Stamp(StampClock.UTC if when is not None else StampClock.NONE, when)
             yield make_hit(flat, match, stamp, ctx, line_no)

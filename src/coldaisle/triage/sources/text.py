@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from coldaisle.triage.catalog import Match
-from coldaisle.triage.interface import Clock, FileContext, Hit, Source, SourceKind
+from coldaisle.triage.interface import FileContext, Hit, Source, SourceKind, StampClock
 from coldaisle.triage.scanner import scan_lines
 from coldaisle.triage.stamps import Stamp, parse
 
@@ -28,7 +28,7 @@ def _journal(rec: dict[str, Any]) -> tuple[str, Stamp]:
     mono = rec.get("__MONOTONIC_TIMESTAMP")
     t = int(real) / 1e6 if str(real).isdigit() else None
     up = int(mono) / 1e6 if str(mono).isdigit() and rec.get("_TRANSPORT") == "kernel" else None
-    return str(msg), Stamp(Clock.UTC if t is not None else Clock.NONE, t, up, str(rec.get("_HOSTNAME", "")))
+    return str(msg), Stamp(StampClock.UTC if t is not None else StampClock.NONE, t, up, str(rec.get("_HOSTNAME", "")))
 
 
 def _event(rec: dict[str, Any]) -> tuple[str, Stamp]:
@@ -36,7 +36,8 @@ def _event(rec: dict[str, Any]) -> tuple[str, Stamp]:
         t: float | None = datetime.fromisoformat(str(rec["time"]).replace("Z", "+00:00")).timestamp()
     except ValueError:
         t = None
-    return str(rec.get("raw", "")), Stamp(Clock.UTC if t is not None else Clock.NONE, t, None, str(rec["host"]))
+    clock = StampClock.UTC if t is not None else StampClock.NONE
+    return str(rec.get("raw", "")), Stamp(clock, t, None, str(rec["host"]))
 
 
 def unwrap(line: str) -> tuple[str, Stamp | None]:
