@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 from functools import cache
+from pathlib import Path
 
 import pytest
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture
+def proc_tree() -> Path:
+    """The captured /proc tree (see tests/data/actions/README.md), for every part that reads process facts."""
+    return DATA / "actions" / "proc"
 
 
 @cache
@@ -30,3 +42,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if reason is not None:
         for item in gpu_items:
             item.add_marker(pytest.mark.skip(reason=f"gpu: {reason}"))
+
+
+NOBODY = 65534
+_CHILD = "COLDAISLE_TEST_UNPRIVILEGED"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Tests marked `unprivileged` check what a user who cannot read a file sees; root reads everything.
+
+    Run as root (CI), such a test is run again, alone, as `nobody` (setpriv) in a child pytest, and fails here
+    when it fails there; run as a normal user, it just runs. It never skips."""
+    if pyfuncitem.get_closest_marker("unprivileged") is None or os.geteuid() != 0 or os.environ.get(_CHILD):
+        return None
+    base = Path(tempfile.mkdtemp(prefix="coldaisle-nobody-", dir="/tmp"))
+    base.chmod(0o777)
+    argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={base / 'pytest'}",
+            pyfuncitem.nodeid]
+    env = {**os.environ, _CHILD: "1", "HOME": str(base), "PYTHONDONTWRITEBYTECODE": "1"}
+    r = subprocess.run(argv, cwd=pyfuncitem.config.rootpath, env=env, capture_output=True, text=True,
+                       timeout=300, check=False)
+    subprocess.run(["rm", "-rf", str(base)], check=False)
+    assert r.returncode == 0 and " passed" in r.stdout, f"as uid {NOBODY}:\n{r.stdout}\n{r.stderr}"
+    return True

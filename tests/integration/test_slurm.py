@@ -42,8 +42,8 @@ def test_node_comes_up_idle(slurm_node: SlurmCluster) -> None:
     assert info["NodeAddr"] == "127.0.0.1"
     assert info["State"] == "IDLE"
     assert info["Partitions"] == "debug"
-    # the whole cluster (munged, slurmctld, slurmd, node registered idle) came up fast
-    assert cluster.start_seconds < 60, cluster.start_seconds
+    ping = cluster.run("scontrol", "ping").stdout  # the controller answers, not only its cached node state
+    assert "is UP" in ping, ping
 
 
 def test_drain_and_resume_with_scontrol(slurm_node: SlurmCluster) -> None:

@@ -23,7 +23,7 @@ from coldaisle.telemetry.clock import SimClock
 from coldaisle.telemetry.deadline import DeadlineRunner, Reason
 from coldaisle.telemetry.frame import METRIC_NAMES, DeviceEvent, DeviceInfo
 from coldaisle.telemetry.nvml import NvmlBackend, classify_nvml_error
-from coldaisle.telemetry.nvml_read import FIELDS, CounterRates, Reading, assemble_frame, field_value
+from coldaisle.telemetry.nvml_read import FIELDS, CounterRates, NvmlReading, assemble_frame, field_value
 
 
 def _nvml_loadable() -> bool:
@@ -122,9 +122,9 @@ def _info(index: int) -> DeviceInfo:
 def test_assemble_frame_keeps_absences_typed() -> None:
     clock = SimClock(start_wall=1_700_000_000.0)
     clock.sleep(10.0)
-    ok = Reading(values={"temperature_c": 61.0, "power_w": 301.5}, unsupported={"fan_pct"},
+    ok = NvmlReading(values={"temperature_c": 61.0, "power_w": 301.5}, unsupported={"fan_pct"},
                  throttle_reasons=0x4, processes=[(4242, float(2**30)), (4243, math.nan)], any_ok=True)
-    lost = Reading(lost=True)
+    lost = NvmlReading(lost=True)
     hung = DeviceEvent(device=1, kind="probe_hung", time=clock.time())
     frame = assemble_frame((_info(0), _info(1)), [ok, lost], [7.5, math.nan], [hung], clock)
     assert frame.wall_time == 1_700_000_010.0 and frame.monotonic == 10.0
@@ -189,7 +189,10 @@ def test_power_limit_lies_within_constraints(backend: NvmlBackend) -> None:
 def test_energy_counter_never_goes_backwards(backend: NvmlBackend) -> None:
     first, second = backend.sample(), backend.sample()
     both = np.isfinite(first.energy_j) & np.isfinite(second.energy_j)
+    assert both.any(), "no GPU reports total energy (Volta and newer all do): the counter is not being read"
     assert np.all(second.energy_j[both] >= first.energy_j[both])
+    for d in np.flatnonzero(~both).tolist():  # a NaN is only ever "the driver says not supported"
+        assert ("energy_j", d) in second.unsupported
 
 
 @pytest.mark.gpu

@@ -49,10 +49,26 @@ class Tmux:
         return self.cmd("capture-pane", "-p", "-t", "top")
 
     def dead(self) -> int | None:
-        """The command's exit status once it has exited, else None."""
-        out = self.cmd("display-message", "-p", "-t", "top", "#{pane_dead}:#{pane_dead_status}").strip()
-        dead, _, status = out.partition(":")  # the status is empty while the command runs
-        return int(status) if dead == "1" else None
+        """The command's exit status once it has exited (minus the signal that killed it), else None.
+
+        Under load the tmux server can take many seconds to reap its pane's process: the pane then reads
+        dead with no status while the process is a zombie. The kernel keeps the zombie's wait status in
+        /proc/PID/stat (field 52), so that is read instead of waiting on tmux."""
+        out = self.cmd("display-message", "-p", "-t", "top",
+                       "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}:#{pane_pid}")
+        dead, status, sig, pid = out.strip().split(":")  # status and signal are empty while the command runs
+        if status or sig:
+            return int(status) if status else -int(sig)
+        if dead != "1":
+            return None
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return None
+        if fields[0] != "Z" or len(fields) < 50:
+            return None
+        wait_status = int(fields[49])  # field 52: exit_code, as waitpid(2) reports it
+        return os.waitstatus_to_exitcode(wait_status)
 
     def watch(self, until: Callable[[str], bool], timeout: float) -> list[str]:
         """Every distinct screen until `until(screen)` holds; fails with the last screen on timeout."""
