@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import subprocess
@@ -147,8 +148,10 @@ def test_process_series_vanish_when_the_process_ends(twin: Twin, node_backend: S
 
 
 def test_throttle_reasons_one_series_per_active_reason(node_backend: SimBackend) -> None:
-    frame = node_backend.sample()
-    frame.throttle_reasons[1] = ThrottleReason.HW_THERMAL_SLOWDOWN | ThrottleReason.SW_POWER_CAP
+    sampled = node_backend.sample()
+    reasons = sampled.throttle_reasons.copy()  # a Frame's columns may be shared, read-only: change a copy
+    reasons[1] = ThrottleReason.HW_THERMAL_SLOWDOWN | ThrottleReason.SW_POWER_CAP
+    frame = dataclasses.replace(sampled, throttle_reasons=reasons)
     c = FrameCollector("train-01")
     c.update(frame)
     text = exposition(c.registry)

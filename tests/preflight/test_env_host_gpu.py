@@ -131,6 +131,7 @@ def test_gpu_count_lost_gpu_and_lowered_power_limit(tmp_path: Path, hot: tuple[T
     twin.state.temp_c[0] = 40.0
     backend.set_power_limit(1, 500.0)
     twin.state.lost[0] = True
+    twin.state.touch("lost")  # the twin's contract for direct writes: its views copy a touched array again
     report = run(tmp_path, backend_obj=backend, expected_gpus=8, only=["gpu.health"])
     got = sorted((str(f.severity), f.subject.split(" (")[0], f.message.split(" ")[0]) for f in report.findings)
     assert got == [("fail", "GPU count", "2"), ("fail", "hot-01 GPU 0", "the"), ("warn", "hot-01 GPU 1", "power")]
@@ -149,12 +150,14 @@ def test_pending_or_failed_row_remaps_fail_the_gpu(tmp_path: Path, hot: tuple[Tw
     twin.state.temp_c[0] = 40.0
     twin.state.remap_pending[0] = 1.0
     twin.state.remap_failed[1] = 1.0
+    twin.state.touch("remap_pending", "remap_failed")
     report = run(tmp_path, backend_obj=backend, only=["gpu.health"])
     got = sorted((str(f.severity), f.subject.split(" (")[0], f.message.split(":")[0]) for f in report.findings)
     assert got == [("fail", "hot-01 GPU 0", "a row remapping is pending"),
                    ("fail", "hot-01 GPU 1", "a row remapping has failed")]
     assert "nvidia-smi -r -i 0" in next(f.fix for f in report.findings if "pending" in f.message)
     twin.state.remap_pending[0] = twin.state.remap_failed[1] = 0.0
+    twin.state.touch("remap_pending", "remap_failed")
     assert run(tmp_path, backend_obj=backend, only=["gpu.health"]).findings == []
 
 

@@ -136,7 +136,8 @@ class Compiler:
         conj = isinstance(node.op, ast.And)
         for p in parts[1:]:
             a, b, lv = self._unify(acc, p, node, within)
-            acc = Expr(lambda c, f=a.fn, g=b.fn, conj=conj: _short(f(c), g, c, conj), lv, "bool",
+            join = PureOp(np.logical_and if conj else np.logical_or)
+            acc = Expr(lambda c, f=a.fn, g=b.fn, conj=conj, join=join: _short(f(c), g, c, conj, join), lv, "bool",
                        merge_windows(a.windows, b.windows), a.cost + b.cost)
         return acc
 
@@ -145,7 +146,8 @@ class Compiler:
         if isinstance(node.op, ast.Not):
             if e.kind != "bool":
                 raise CompileError("`not` needs a condition", _col(node))
-            return Expr(lambda c, f=e.fn: np.logical_not(f(c)), e.level, "bool", e.windows, e.cost + 1)
+            negate = PureOp(np.logical_not)
+            return Expr(lambda c, f=e.fn, op=negate: op(f(c)), e.level, "bool", e.windows, e.cost + 1)
         if isinstance(node.op, ast.USub) and e.kind == "num":
             return Expr(lambda c, f=e.fn: -f(c), e.level, "num", e.windows)
         raise CompileError("this unary operator is not allowed", _col(node))
@@ -159,14 +161,11 @@ class Compiler:
             raise CompileError("arithmetic needs numbers on both sides", _col(node))
         a, b, lv = self._unify(a, b, node, within)
 
-        def divide(c: Any, f: Fn = a.fn, g: Fn = b.fn) -> Any:
-            with np.errstate(divide="ignore", invalid="ignore"):  # x/0 is inf or NaN, never a warning
-                return f(c) / g(c)
+        pure = PureOp(_divide if isinstance(node.op, ast.Div) else op)
 
-        def other(c: Any, f: Fn = a.fn, g: Fn = b.fn, op: Callable[..., Any] = op) -> Any:
-            return op(f(c), g(c))
+        def fn(c: Any, f: Fn = a.fn, g: Fn = b.fn, pure: PureOp = pure) -> Any:
+            return pure(f(c), g(c))
 
-        fn = divide if isinstance(node.op, ast.Div) else other
         return Expr(fn, lv, "num", merge_windows(a.windows, b.windows), a.cost + b.cost + 1)
 
     def _Compare(self, node: ast.Compare, within: str) -> Expr:
@@ -191,7 +190,8 @@ class Compiler:
 
     def _and(self, a: Expr, b: Expr, node: ast.AST, within: str) -> Expr:
         a, b, lv = self._unify(a, b, node, within)
-        return Expr(lambda c, f=a.fn, g=b.fn: np.logical_and(f(c), g(c)), lv, "bool",
+        both = PureOp(np.logical_and)
+        return Expr(lambda c, f=a.fn, g=b.fn, op=both: op(f(c), g(c)), lv, "bool",
                     merge_windows(a.windows, b.windows), a.cost + b.cost + 1)
 
     def _membership(self, left: Expr, op: ast.cmpop, right: ast.AST) -> Expr:
@@ -199,9 +199,11 @@ class Compiler:
                 isinstance(x, ast.Constant) and isinstance(x.value, (int, float)) for x in right.elts):
             raise CompileError("`in` needs a list of numbers, e.g. xid in (48, 79)", _col(right))
         values = np.array([float(x.value) for x in right.elts])  # type: ignore[attr-defined]
+        values.flags.writeable = False
         neg = isinstance(op, ast.NotIn)
-        return Expr(lambda c, f=left.fn, v=values, n=neg: _member(f(c), v, n), left.level, "bool", left.windows,
-                    left.cost + 3)
+        member = PureOp(_member)
+        return Expr(lambda c, f=left.fn, v=values, n=neg, op=member: op(f(c), v, n), left.level, "bool",
+                    left.windows, left.cost + 3)
 
     def _Call(self, node: ast.Call, within: str) -> Expr:
         from coldaisle.policy.functions import compile_call
@@ -211,32 +213,71 @@ class Compiler:
         return compile_call(self, node, within)
 
 
+class PureOp:
+    """An elementwise operation that remembers its last answer for immutable arguments.
+
+    A read-only array never changes, so the same read-only arguments give the same answer: the twin (and
+    the context's static columns) hand out the same read-only array while a column does not change, and a
+    condition over unchanged columns then costs an identity check, not numpy work. Writeable arguments (a
+    fresh reading) are always computed. The answer is stored as a tuple, so a reader never sees half of it."""
+
+    __slots__ = ("fn", "last")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.last: tuple[tuple[Any, ...], Any] | None = None
+
+    def __call__(self, *args: Any) -> Any:
+        last = self.last
+        if last is not None:
+            for a, b in zip(args, last[0]):  # noqa: B905 - the same operation: the same number of arguments
+                if a is not b:
+                    break
+            else:
+                return last[1]
+        out = self.fn(*args)
+        for a in args:
+            if type(a) is np.ndarray and a.flags.writeable:
+                return out  # a fresh reading: nothing to remember
+        if type(out) is np.ndarray:
+            out.flags.writeable = False
+        self.last = (args, out)
+        return out
+
+
 def _compare(a: Expr, b: Expr, f: Callable[[Any, Any], Any]) -> Fn:
     """`a OP b`, with a constant side bound once rather than called on every sample."""
+    op = PureOp(f)
     if b.level == "const" and a.level != "const":
         v = b.fn(None)
-        return lambda c, x=a.fn, v=v, f=f: f(x(c), v)
+        return lambda c, x=a.fn, v=v, op=op: op(x(c), v)
     if a.level == "const" and b.level != "const":
         v = a.fn(None)
-        return lambda c, y=b.fn, v=v, f=f: f(v, y(c))
-    return lambda c, x=a.fn, y=b.fn, f=f: f(x(c), y(c))
+        return lambda c, y=b.fn, v=v, op=op: op(v, y(c))
+    return lambda c, x=a.fn, y=b.fn, op=op: op(x(c), y(c))
+
+
+def _divide(x: Any, y: Any) -> Any:
+    """x / y, where x/0 is inf or NaN, never a warning."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return x / y
 
 
 def _per_subject(x: Any, c: Any, level: str) -> Any:
     return c.broadcast(x, level) if np.ndim(x) == 0 else x
 
 
-def _short(first: Any, rest: Fn, c: Any, conj: bool) -> Any:
+def _short(first: Any, rest: Fn, c: Any, conj: bool, join: PureOp) -> Any:
     """`first and rest` / `first or rest`, skipping `rest` when `first` already decides every subject."""
-    first = np.asarray(first, dtype=bool)
+    if not isinstance(first, np.ndarray) or first.dtype != bool:
+        first = np.asarray(first, dtype=bool)
     if first.ndim:  # a constant side (`1 < 2 or ...`) decides nothing per subject: evaluate the rest
         hits = np.count_nonzero(first)  # several times cheaper than ndarray.any()/all() on a few hundred GPUs
         if conj and not hits:
             return first
         if not conj and hits == first.size:
             return first
-    second = rest(c)
-    return np.logical_and(first, second) if conj else np.logical_or(first, second)
+    return join(first, rest(c))
 
 
 def _member(x: Any, values: np.ndarray, invert: bool) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from coldaisle.policy.compiler import PureOp
 from coldaisle.policy.functions import reduce_groups
 from coldaisle.policy.history import History, time_to, windowed
 from coldaisle.telemetry.frame import Frame, ThrottleReason
@@ -23,6 +24,40 @@ _STATIC_CACHE: dict[tuple[int, str], tuple[object, np.ndarray]] = {}
 _STATIC = {"slowdown_c": "slowdown_temperature_c", "shutdown_c": "shutdown_temperature_c",
            "power_default_limit_w": "power_default_limit_w", "power_min_limit_w": "power_min_limit_w",
            "power_max_limit_w": "power_max_limit_w"}
+
+
+_DERIVED: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+_UNKNOWN: dict[int, np.ndarray] = {}
+
+
+def _derived(name: str, source: np.ndarray, fn: Any) -> np.ndarray:
+    """A column computed from a Frame column; the same read-only source array gives back the same answer."""
+    hit = _DERIVED.get(name)
+    if hit is not None and hit[0] is source:
+        return hit[1]
+    out = fn(source)
+    if not source.flags.writeable:
+        out.flags.writeable = False
+        _DERIVED[name] = (source, out)
+    return out
+
+
+def _never(x: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """time_to() of a column that does not move: 0 where it is at or past the limit, inf elsewhere (NaN: inf)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.asarray(limit, dtype=float) - x <= 0, 0.0, np.inf)
+
+
+_NEVER = PureOp(_never)
+
+
+def _unknown(n: int) -> np.ndarray:
+    """n NaNs, read-only and shared: a value the node or job does not report."""
+    out = _UNKNOWN.get(n)
+    if out is None:
+        out = _UNKNOWN[n] = np.full(n, np.nan)
+        out.flags.writeable = False
+    return out
 
 
 @dataclass
@@ -72,20 +107,19 @@ class EvalContext:
 
     def column(self, name: str, level: str) -> np.ndarray:
         """A named column at its level."""
-        if name in self._cache:
-            return self._cache[name]
-        value = getattr(self, f"_{level}_column")(name)
-        self._cache[name] = value
+        value = self._cache.get(name)
+        if value is None:
+            value = self._cache[name] = _LEVELS[level](self, name)
         return value
 
     def _device_column(self, name: str) -> np.ndarray:
         f = self.frame
         if name == "lost":
-            return f.lost.astype(float)
+            return _derived("lost", f.lost, lambda x: x.astype(float))
         if name == "thermal_throttled":
-            return ((f.throttle_reasons & _THERMAL) != 0).astype(float)
+            return _derived(name, f.throttle_reasons, lambda x: ((x & _THERMAL) != 0).astype(float))
         if name == "power_capped":
-            return ((f.throttle_reasons & _POWER) != 0).astype(float)
+            return _derived(name, f.throttle_reasons, lambda x: ((x & _POWER) != 0).astype(float))
         if name == "xid":
             return self._xid
         if name in _STATIC:
@@ -98,6 +132,7 @@ class EvalContext:
         cached = _STATIC_CACHE.get(key)
         if cached is None or cached[0] is not devices:
             cached = (devices, np.array([getattr(d, attr) for d in devices], dtype=float))
+            cached[1].flags.writeable = False  # static for these devices: conditions over it are remembered
             if len(_STATIC_CACHE) > 64:
                 _STATIC_CACHE.clear()
             _STATIC_CACHE[key] = cached
@@ -118,11 +153,11 @@ class EvalContext:
 
     def _node_column(self, name: str) -> np.ndarray:
         v = self.nodes.values.get(name)
-        return np.asarray(v, dtype=float) if v is not None else np.full(len(self.nodes.names), np.nan)
+        return np.asarray(v, dtype=float) if v is not None else _unknown(len(self.nodes.names))
 
     def _job_column(self, name: str) -> np.ndarray:
         v = self.jobs.values.get(name)
-        return np.asarray(v, dtype=float) if v is not None else np.full(len(self.jobs.names), np.nan)
+        return np.asarray(v, dtype=float) if v is not None else _unknown(len(self.jobs.names))
 
     # -- level moves ----------------------------------------------------------------------------
     def broadcast(self, value: Any, level: str) -> np.ndarray:
@@ -150,6 +185,9 @@ class EvalContext:
     # -- history --------------------------------------------------------------------------------
     def windowed(self, kind: str, column: str, seconds: float) -> np.ndarray:
         """rate/delta/avg_over/max_over of a per-device column."""
+        steady = self.history.steady(column, seconds, self.now)
+        if steady is not None:  # unchanged over the window: no change (NaN stays NaN), and the values themselves
+            return _derived(f"still:{column}", steady, lambda x: x - x) if kind in ("rate", "delta") else steady
         if kind in ("rate", "delta"):  # only the window's two ends matter: no copy of the window
             ends = self.history.ends(column, seconds, self.now)
             if ends is None:
@@ -161,5 +199,12 @@ class EvalContext:
 
     def time_to(self, column: str, limit: np.ndarray, seconds: float) -> np.ndarray:
         """Seconds until a per-device column reaches `limit` at its recent slope."""
+        steady = self.history.steady(column, seconds, self.now, min_samples=3)
+        if steady is not None:  # no slope: there already, or never
+            return _NEVER(steady, limit)
         t, x = self.history.window(column, seconds, self.now)
         return time_to(t, x, limit)
+
+
+_LEVELS = {"device": EvalContext._device_column, "process": EvalContext._process_column,
+           "node": EvalContext._node_column, "job": EvalContext._job_column}

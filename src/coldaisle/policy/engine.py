@@ -114,24 +114,39 @@ class Engine:
         if not tracks and not np.count_nonzero(mask):  # the common case: nothing held, nothing tracked
             return []
         keys, index = self._keys(cr.rule.scope, ctx)
-        clear = None
         out: list[Decision] = []
         for i in np.flatnonzero(mask).tolist():
             self._hold(cr, ctx, tracks, keys[i], i, out)
-        held = mask.tolist()  # plain bools: per-key lookups below stay cheap with hundreds of tracked GPUs
-        for key in [k for k in tracks if k not in index or not held[index[k]]]:
-            if key not in index:
-                tracks.pop(key)  # the subject is gone (process ended, device vanished)
-                continue
-            if tracks[key].fired_at is None:
-                tracks.pop(key)
+        if tracks:
+            self._release(cr, ctx, tracks, mask, index, out)
+        return out
+
+    def _release(self, cr: CompiledRule, ctx: EvalContext, tracks: dict[Hashable, Track], mask: np.ndarray,
+                 index: dict[Hashable, int], out: list[Decision]) -> None:
+        """Tracked subjects whose condition no longer holds: forget the pending, clear the firing (hysteresis)."""
+        clear = None
+        for key in self._released(tracks, mask, index):
+            i = index.get(key)
+            if i is None or tracks[key].fired_at is None:
+                tracks.pop(key)  # the subject is gone (process ended, device vanished), or was only pending
                 continue
             if clear is None:
                 clear = np.asarray(cr.clear.fn(ctx), dtype=bool) if cr.clear else ~mask
-            if clear[index[key]]:
+            if clear[i]:
                 self._clear(cr, ctx, tracks.pop(key), key, out)
             # between `when` and `clear` the rule stays firing (its caps hold) but does not escalate
-        return out
+
+    @staticmethod
+    def _released(tracks: dict[Hashable, Track], mask: np.ndarray, index: dict[Hashable, int]) -> list[Hashable]:
+        """Tracked keys that are gone or no longer match: a lookup each for a few, one gather for many."""
+        if len(tracks) <= 32:
+            return [k for k in tracks if (i := index.get(k)) is None or not mask[i]]
+        tracked = list(tracks)
+        where = np.fromiter((index.get(k, -1) for k in tracked), np.intp, len(tracked))
+        held = np.zeros(where.size, bool)
+        known = where >= 0
+        held[known] = mask[where[known]]
+        return [tracked[j] for j in np.flatnonzero(~held).tolist()]
 
     def _keys(self, scope: str, ctx: EvalContext) -> tuple[list[Any], dict[Hashable, int]]:
         """Subject identities and their positions, built once per sample and scope (devices: once per set)."""

@@ -20,6 +20,9 @@ class History:
         self.count = 0
         self.n = -1
         self._idx_cache: dict[tuple[object, float], tuple[np.ndarray, np.ndarray]] = {}
+        # per column: the last array appended, and since when the same read-only array has been appended
+        self._last: dict[str, np.ndarray] = {}
+        self._same_since: dict[str, float] = {}
 
     def append(self, frame: Frame, values: dict[str, np.ndarray]) -> None:
         """Store this sample's values of the tracked columns (resets if the device count changes)."""
@@ -29,8 +32,13 @@ class History:
         if n != self.n:
             self.n, self.count, self.head = n, 0, 0
             self.data = {c: np.full((self.capacity, n), np.nan) for c in self.columns}
+            self._last.clear()
+        now = frame.monotonic
         for c in self.columns:
-            self.data[c][self.head] = values[c]
+            v = values[c]
+            if v is not self._last.get(c) or v.flags.writeable:  # a read-only array never changes: same values
+                self._last[c], self._same_since[c] = v, now
+            self.data[c][self.head] = v
         self.t[self.head] = frame.monotonic
         self.head = (self.head + 1) % self.capacity
         self.count = min(self.count + 1, self.capacity)
@@ -56,17 +64,47 @@ class History:
             order = self._idx_cache[("order", 0.0)] = (idx, self.t[idx])
         return order
 
+    def steady(self, column: str, seconds: float, now: float, min_samples: int = 2) -> np.ndarray | None:
+        """The column's values when they have not changed over the whole window (at least `min_samples`
+        samples in it), else None.
+
+        Unchanged is known without comparing: the same read-only array was appended every time (the twin hands
+        out an unchanged column so). A windowed function over a steady column is then known at once: no
+        change, no slope."""
+        since = self._same_since.get(column)
+        if since is None or since > now - seconds - 1e-9 or self.count < min_samples:
+            return None  # the column changed inside the window (the common case for a live reading)
+        first = self._first_at(now - seconds - 1e-9)
+        if self.count - first < min_samples:
+            return None
+        return self._last[column]
+
+    def _slot(self, k: int) -> int:
+        """Ring slot of the k-th oldest sample."""
+        return (self.head - self.count + k) % self.capacity
+
+    def _first_at(self, t0: float) -> int:
+        """The position (0 = oldest) of the first sample at or after `t0`; a binary search over the ring."""
+        lo, hi, t = 0, self.count, self.t
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if t[(self.head - self.count + mid) % self.capacity] < t0:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
     def ends(self, column: str, seconds: float, now: float) -> tuple[float, float, np.ndarray, np.ndarray] | None:
         """(t_first, t_last, x_first, x_last) of the window without copying it (None: fewer than 2 samples)."""
         k = self.count
         if k < 2:
             return None
-        idx, t = self._order()
-        first = int(np.searchsorted(t, now - seconds - 1e-9))
+        first = self._first_at(now - seconds - 1e-9)
         if first >= k - 1:
             return None
+        a, b = self._slot(first), self._slot(k - 1)
         data = self.data[column]
-        return float(t[first]), float(t[-1]), data[idx[first]], data[idx[-1]]
+        return float(self.t[a]), float(self.t[b]), data[a], data[b]
 
 
 def windowed(kind: str, t: np.ndarray, x: np.ndarray) -> np.ndarray:

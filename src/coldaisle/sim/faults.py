@@ -28,6 +28,7 @@ def _pcie_jitter(twin: Twin, tf: TimedFault, t: float) -> None:
                   device_pci=twin.pci(local), gpu=local, kind="Corrected",
                   error="Physical Layer" if k % 2 == 0 else "Data Link Layer", status="00000001")
     twin.state.pcie_replay[tf.gpu] += 137
+    twin.state.touch("pcie_replay")
     twin.truth(t, host, "pcie_jitter", gpu=local)
     twin.workload.stall_rank(tf.gpu, t)
 

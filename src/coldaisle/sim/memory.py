@@ -69,6 +69,7 @@ class KvRunaways:
         req.left -= step
         room = max(total - s.memory_bytes[req.gpu], 0.0)
         s.memory_bytes[req.gpu] += min(step, room)
+        s.touch("memory_bytes")
         req.grown += min(step, room)
         if step > room:
             first = req.spilled == 0.0
@@ -77,6 +78,7 @@ class KvRunaways:
                 self._spill(req, t)
         elif req.left <= 0 and req.spilled == 0.0:
             s.memory_bytes[req.gpu] -= req.grown  # request finished: its KV blocks are freed
+            s.touch("memory_bytes")
             del self.active[req.gpu]
 
     def _spill(self, req: Request, t: float) -> None:

@@ -66,7 +66,14 @@ class State:
     node_drained: BOOL = field(init=False)
     demand_version: int = 0  # bumped whenever `demand` is rewritten (physics caches each GPU's demand)
     nodes_version: int = 0  # bumped whenever node_up changes (physics caches host power per row)
+    versions: dict[str, int] = field(default_factory=dict)  # per slowly changing array: bumped by `touch`
     any_fan_failed: bool = False
+
+    def touch(self, *names: str) -> None:
+        """Say that these slowly changing arrays (lost, memory_bytes, pcie_replay, limit_w, remap_pending,
+        remap_failed) were written: views of the twin copy them again, and reuse them while untouched."""
+        for name in names:
+            self.versions[name] = self.versions.get(name, 0) + 1
 
     def __post_init__(self) -> None:
         g = self.n_gpus

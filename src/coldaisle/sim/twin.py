@@ -153,6 +153,7 @@ class Twin:
                 self.emit(t, self.host_of(g), "kernel", E.GPU_FELL_OFF_BUS, Severity.CRITICAL,
                           pci=self.pci(local), gpu=local)
         s.lost[g] = True
+        s.touch("lost")
         s.work[g] = Work.OFF
         self.workload.dstate[g] = False
         self.workload.exit(g, t, "GPU lost")
@@ -167,6 +168,7 @@ class Twin:
         """The node loses power: host and GPUs off, processes gone."""
         self.state.node_up[node] = False
         self.state.nodes_version += 1
+        self.state.touch("lost")
         for g in self.plan.layout.gpus_of_node(node):
             self.state.lost[g] = True
             self.state.work[g] = Work.OFF
@@ -179,6 +181,7 @@ class Twin:
             return
         self.state.node_up[node] = True
         self.state.nodes_version += 1
+        self.state.touch("lost", "memory_bytes")
         gpus = self.plan.layout.gpus_of_node(node)
         self.state.lost[gpus] = False
         self.state.work[gpus] = Work.IDLE
@@ -201,6 +204,7 @@ class Twin:
         if not card.min_limit_w <= watts <= card.tdp_w:
             raise ValueError(f"{watts:g} W is outside {card.min_limit_w:g}..{card.tdp_w:g} W")
         self.state.limit_w[g] = watts
+        self.state.touch("limit_w")
         return watts
 
     def signal(self, node: int, pid: int, sig: str) -> str:

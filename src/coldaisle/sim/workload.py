@@ -87,6 +87,7 @@ class Workload:
         s.demand[Work.SPIN, g] = jp.spec.spin_power
         s.demand_version += 1
         s.memory_bytes[g] = jp.spec.memory_per_gpu
+        s.touch("memory_bytes")
         if self.twin.plan.layout.gpu_local[g] == 0:
             self.twin.emit(t, self._host(g), "nccl", E.NCCL_INIT, Severity.INFO, pid=int(self.pid[g]),
                            tid=int(self.pid[g]) + 101, rank=int(np.searchsorted(jp.gpus, g)), gpu=0,
@@ -169,6 +170,7 @@ class Workload:
                         gpu=int(self.twin.plan.layout.gpu_local[g]), job=job, why=why)
         self.pid[g], self.group_of[g], self.dstate[g], self.exit_at[g] = 0, -1, False, np.inf
         s.memory_bytes[g] = 0.0
+        s.touch("memory_bytes")
         if s.work[g] != Work.OFF:
             s.work[g] = Work.IDLE
         if gi >= 0:

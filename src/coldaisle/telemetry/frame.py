@@ -99,6 +99,7 @@ METRICS: tuple[Metric, ...] = (
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
 _COLUMN_NAMES = (*METRIC_NAMES, "throttle_reasons", "lost")  # every per-device array of a Frame
 _COLUMNS = attrgetter(*_COLUMN_NAMES)
+_SHAPE = attrgetter("shape")
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +172,7 @@ class Frame:
     def __post_init__(self) -> None:
         want = (len(self.devices),)
         columns = _COLUMNS(self)  # one C-level gather: this runs for every sample
-        if any(c.shape != want for c in columns):
+        if not all(map(want.__eq__, map(_SHAPE, columns))):  # C-level loops too
             bad = next(name for name, c in zip(_COLUMN_NAMES, columns, strict=True) if c.shape != want)
             raise ValueError(f"Frame column {bad} has shape {getattr(self, bad).shape}, expected {want}")
 
