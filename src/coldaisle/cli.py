@@ -210,6 +210,12 @@ def agent(
                                                                "`coldaisle triage`'s format (repeatable).")] = None,
     bmc: Annotated[Path | None, typer.Option(help="BMC file for the `power_cycle` action (docs/systemd.md); "
                                                   "without it power cycles are refused.")] = None,
+    drain: Annotated[str, typer.Option(help="Where drains go: slurm, kubernetes or twin (auto: the twin with "
+                                            "--backend sim, else the scheduler the node has).")] = "auto",
+    kmsg: Annotated[str, typer.Option(help="Kernel log to follow: auto (/dev/kmsg on a real node, none on the "
+                                           "simulator), a path, or off.")] = "auto",
+    history: Annotated[Path | None, typer.Option(help="The node's fault history file (default: beside the audit "
+                                                      "log).")] = None,
 ) -> None:
     """Run the node agent (until SIGTERM/Ctrl-C)."""
     if ctx.invoked_subcommand is not None:
@@ -217,23 +223,28 @@ def agent(
     from coldaisle.agent.main import AgentOptions, run
 
     opts = AgentOptions(backend, scenario, node, speed, policy, enforce, listen, interval, audit, dcgm_names, webhook,
-                   priority, duration, list(signatures or []), bmc=bmc)
+                        priority, duration, list(signatures or []), bmc=bmc, drain=drain, kmsg=kmsg,
+                        history=history)
     raise typer.Exit(run(opts, lambda msg: err.print(escape(msg), soft_wrap=True)))
 
 
 @agent_app.command("reset")
 def agent_reset(
     rule: Annotated[str | None, typer.Option(help="Only this rule (default: every rule).")] = None,
+    breaker: Annotated[bool, typer.Option("--breaker", help="Close the fleet breaker instead (it refuses every "
+                                                            "drain while open; docs/agent.md).")] = False,
     url: Annotated[str, typer.Option(help="The running agent.")] = "http://127.0.0.1:9410",
 ) -> None:
-    """Clear the running agent's latched rule state by hand (audited; caps it holds are restored)."""
+    """Clear the running agent's latched rule state, or close its fleet breaker, by hand (audited)."""
     import urllib.error
     import urllib.parse
     import urllib.request
 
     if not url.startswith(("http://", "https://")):
         raise ColdaisleError(f"not an http URL: {url}", exit_code=2)
-    query = f"?rule={urllib.parse.quote(rule)}" if rule else ""
+    if breaker and rule:
+        raise ColdaisleError("--breaker and --rule reset different things", hint="give one of them", exit_code=2)
+    query = "?breaker=1" if breaker else f"?rule={urllib.parse.quote(rule)}" if rule else ""
     req = urllib.request.Request(f"{url}/reset{query}", method="POST", data=b"")  # noqa: S310 - http(s) only
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - scheme checked above
@@ -243,6 +254,27 @@ def agent_reset(
     except OSError as exc:
         raise ColdaisleError(f"no agent answers at {url}: {exc}",
                              hint="is `coldaisle agent` running? pass --url if it listens elsewhere") from None
+
+
+@app.command()
+def inject(
+    fault: Annotated[str, typer.Argument(help="xid79, xid48 or aer-fatal.")],
+    pci: Annotated[str | None, typer.Option(help="The GPU's PCI address, e.g. 0000:b1:00.0 (default: the first GPU "
+                                                 "NVML lists).")] = None,
+    kmsg: Annotated[str, typer.Option(help="The kernel log device.")] = "/dev/kmsg",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the lines, write nothing.")] = False,
+) -> None:
+    """Write a real-format GPU fault line into the kernel log (root), to watch the agent's whole path on a node."""
+    from coldaisle.agent.inject import inject as write_fault
+
+    if pci is None:
+        from coldaisle.sim.open import BackendChoice, open_backend
+
+        opened = open_backend(BackendChoice("nvml"), hint="give the GPU with --pci 0000:b1:00.0")
+        pci = opened.backend.devices()[0].pci_bus_id if opened.backend else ""  # type: ignore[union-attr]
+        opened.close()
+    for record in write_fault(fault, pci, kmsg=kmsg, dry_run=dry_run):
+        out.print(("would write: " if dry_run else "wrote: ") + escape(record), highlight=False, soft_wrap=True)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from coldaisle.actions.fleet import FleetUnreadable, NodeState
 from coldaisle.actions.interface import ActionKind, Decision, Outcome, Status
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "actions"
@@ -198,3 +200,46 @@ class Recording:
 def recording() -> type[Recording]:
     """The Recording executor class."""
     return Recording
+
+
+class MemoryFleet:
+    """A DRAIN executor over an in-memory node table that lists its fleet as a scheduler does (actions/fleet.py).
+
+    A stand-in for the scheduler in unit tests of the breaker's arithmetic; the real-Slurm tests run the same
+    breaker against `scontrol` (tests/integration/test_fleet_breaker.py)."""
+
+    kind = ActionKind.DRAIN
+
+    def __init__(self, nodes: int, clock: Any, *, down: tuple[str, ...] = ()) -> None:
+        self.clock = clock
+        self.nodes: dict[str, dict[str, Any]] = {f"node-{i:02d}": {"unavailable": f"node-{i:02d}" in down,
+                                                                    "ours": False, "since": None}
+                                                 for i in range(nodes)}
+        self.unreadable: str | None = None
+        self.undone: list[str] = []
+
+    def fleet(self) -> list[NodeState]:
+        """Every node, or FleetUnreadable while `unreadable` is set."""
+        if self.unreadable:
+            raise FleetUnreadable(self.unreadable)
+        return [NodeState(n, v["unavailable"], v["ours"], v["since"]) for n, v in self.nodes.items()]
+
+    def execute(self, decision: Decision, *, dry_run: bool) -> Outcome:
+        """Drain (or undo our drain of) the target node."""
+        node = self.nodes[decision.target.node]
+        if dry_run:
+            return Outcome(decision, Status.DRY_RUN, "would have drained", decision.time)
+        if decision.restore:
+            node.update(unavailable=False, ours=False, since=None)
+            self.undone.append(decision.target.node)
+            return Outcome(decision, Status.DONE, "resumed", decision.time)
+        if node["unavailable"]:
+            return Outcome(decision, Status.DONE, "already drained", decision.time)
+        node.update(unavailable=True, ours=True, since=self.clock.time())
+        return Outcome(decision, Status.DONE, "drained", decision.time)
+
+
+@pytest.fixture
+def memory_fleet() -> type[MemoryFleet]:
+    """The MemoryFleet executor class."""
+    return MemoryFleet

@@ -9,10 +9,11 @@ from pathlib import Path
 from coldaisle.actions import audit
 from coldaisle.actions.audit import AuditLog
 from coldaisle.actions.drain import SlurmDrain
+from coldaisle.actions.fleet import FleetBreaker
 from coldaisle.actions.interface import ActionKind, Decision, Executor, Status, Target
 from coldaisle.actions.notify import WebhookNotifier
 from coldaisle.actions.runner import ActionRunner
-from coldaisle.actions.safety import CircuitBreaker, KillPolicy, NeverKill, ProcessInfo, RateLimiter
+from coldaisle.actions.safety import KillPolicy, NeverKill, ProcessInfo, RateLimiter
 from coldaisle.actions.signal import ProcessSignaller
 from coldaisle.telemetry.clock import SimClock
 
@@ -45,7 +46,7 @@ def test_unkillable_process_escalates_to_a_drain(proc_tree: Path, scontrol, data
     sig = ProcessSignaller(guard, proc=proc_tree, clock=SimClock())
     scontrol.shows(data / "scontrol-show-node-idle.txt")
     runner = ActionRunner({ActionKind.SIGKILL: sig, ActionKind.DRAIN: SlurmDrain(scontrol.path)},
-                          AuditLog(tmp_path / "a.jsonl"), breaker=CircuitBreaker(0.1, 600, 128))
+                          AuditLog(tmp_path / "a.jsonl"))
     outcome = runner.submit(_d(ActionKind.SIGKILL, pid=12849, starttime=25919000))
     assert outcome.status == Status.FAILED and outcome.detail.startswith("unkillable: D state")
     text = "process 12849 in D state cannot be killed; draining node node-gpu-88"
@@ -56,20 +57,27 @@ def test_unkillable_process_escalates_to_a_drain(proc_tree: Path, scontrol, data
         (ActionKind.SIGKILL, Status.FAILED), (ActionKind.DRAIN, Status.DONE)]
 
 
-def test_circuit_breaker_and_rate_limit_refuse_and_audit(recording, tmp_path: Path) -> None:
+def test_fleet_breaker_and_rate_limit_refuse_and_audit(recording, memory_fleet, tmp_path: Path) -> None:
     clock = SimClock()
-    drain, kill = recording(ActionKind.DRAIN), recording(ActionKind.SIGKILL)
-    runner = ActionRunner({ActionKind.DRAIN: drain, ActionKind.SIGKILL: kill}, AuditLog(tmp_path / "a.jsonl"),
-                          rate_limiter=RateLimiter(2, 60, clock), breaker=CircuitBreaker(0.1, 600, 128, clock),
-                          clock=clock)
-    statuses = [runner.submit(_d(ActionKind.DRAIN, f"node-gpu-{i:02d}")).status for i in range(14)]
+    fleet, kill, notify = memory_fleet(128, clock), recording(ActionKind.SIGKILL), recording(ActionKind.NOTIFY)
+    runner = ActionRunner({ActionKind.DRAIN: fleet, ActionKind.SIGKILL: kill, ActionKind.NOTIFY: notify},
+                          AuditLog(tmp_path / "a.jsonl"), rate_limiter=RateLimiter(2, 60, clock),
+                          breaker=FleetBreaker(fleet, 0.1, 600, clock, settle_s=0), clock=clock)
+    statuses = [runner.submit(_d(ActionKind.DRAIN, f"node-{i:02d}")).status for i in range(14)]
     assert statuses == [Status.DONE] * 13 + [Status.REFUSED]
-    assert "circuit breaker open" in runner.outcomes[-1].detail and len(drain.seen) == 13
+    assert "would exceed the fleet breaker" in runner.outcomes[-1].detail
+    assert sum(v["unavailable"] for v in fleet.nodes.values()) == 13
+    alert = notify.seen[-1][0]  # the refusal went out as an alert instead
+    assert alert.target.node == "node-13" and "refused" in alert.params["reason"]
+    assert alert.evidence["fleet"]["limit"] == 13
     kills = [runner.submit(_d(ActionKind.SIGKILL, pid=7)).status for _ in range(3)]
     assert kills == [Status.DONE, Status.DONE, Status.REFUSED]
     assert runner.submit(_d(ActionKind.SIGKILL, pid=7, restore=True)).status == Status.DONE  # undo is never limited
-    refused = [r for r in audit.read(tmp_path / "a.jsonl") if r.get("status") == "refused"]
+    records = list(audit.read(tmp_path / "a.jsonl"))
+    refused = [r for r in records if r.get("status") == "refused"]
     assert len(refused) == 2 and runner.counts[("drain", "refused")] == 1
+    note = next(r for r in records if r.get("text") == "fleet breaker refused a drain")
+    assert (note["fleet"], note["limit"], note["coldaisle_recent"], note["other_unavailable"]) == (128, 13, 13, 0)
 
 
 def test_an_executor_that_raises_does_not_stop_the_runner(recording, tmp_path: Path) -> None:

@@ -23,10 +23,11 @@ import pytest
 
 from coldaisle.actions.audit import AuditLog
 from coldaisle.actions.bmc import Bmc, BmcFile, IpmiPowerCycle, ipmitool_argv, load_bmcs
+from coldaisle.actions.fleet import FleetBreaker, NodeState
 from coldaisle.actions.interface import ActionKind, Decision, Status, Target
 from coldaisle.actions.runner import ActionRunner
-from coldaisle.actions.safety import CircuitBreaker
 from coldaisle.errors import ConfigError
+from coldaisle.telemetry.clock import RealClock
 
 pytestmark = pytest.mark.ipmi
 PASSWORD = "s3cret-bmc-pass"
@@ -166,15 +167,28 @@ def test_off_by_default(sim_bmc: SimBmc, tmp_path: Path) -> None:
     assert BmcFile().enabled is False
 
 
-def test_the_circuit_breaker_stops_a_second_node(sim_bmc: SimBmc, tmp_path: Path) -> None:
+class _TenNodes:
+    """The scheduler's view of a 10-node fleet; `down` are out of service."""
+
+    def __init__(self) -> None:
+        self.down = {"node-gpu-9"}
+
+    def fleet(self) -> list[NodeState]:
+        return [NodeState(f"node-gpu-{i}", unavailable=f"node-gpu-{i}" in self.down) for i in range(10)]
+
+
+def test_the_fleet_breaker_stops_a_power_cycle_over_the_cap(sim_bmc: SimBmc, tmp_path: Path) -> None:
     audit = AuditLog(tmp_path / "audit.jsonl")
     executor = _executor(sim_bmc, tmp_path, nodes=("node-gpu-1", "node-gpu-2"))
-    breaker = CircuitBreaker(max_share=0.1, window_s=3600, fleet_size=10)  # one node per hour
+    fleet = _TenNodes()
+    breaker = FleetBreaker(fleet, max_share=0.2, window_s=3600, clock=RealClock(), settle_s=0)
     runner = ActionRunner({ActionKind.POWER_CYCLE: executor}, audit, breaker=breaker)
-    first, second = runner.submit(_decision("node-gpu-1")), runner.submit(_decision("node-gpu-2"))
+    first = runner.submit(_decision("node-gpu-1"))  # 1 down + this one: 2 of 10, the limit
+    fleet.down.add("node-gpu-1")  # the scheduler sees it down while it cycles
+    second = runner.submit(_decision("node-gpu-2"))  # 2 down + this one would be 3 of 10
     audit.close()
     assert first is not None and first.status == Status.DONE
-    assert second is not None and second.status == Status.REFUSED and "circuit breaker open" in second.detail
+    assert second is not None and second.status == Status.REFUSED and "fleet breaker" in second.detail
     assert sim_bmc.power_events() == ["0", "1"]  # one cycle, not two
 
 

@@ -11,8 +11,11 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from coldaisle.actions.interface import ActionKind, Decision, Status, Target
-from coldaisle.actions.k8s import DRAINED_BY, TAINT_KEY, KubernetesDrain, short_value
+from coldaisle.actions.k8s import DRAINED_AT, DRAINED_BY, TAINT_KEY, KubernetesDrain, short_value
+from coldaisle.telemetry.clock import SimClock
 
 NODE = "node-gpu-88"
 
@@ -50,12 +53,13 @@ def _drain(restore: bool = False) -> Decision:
 def test_cordon_taint_and_uncordon_our_own() -> None:
     other = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
     api = FakeCoreV1(taints=[other])
-    drainer = KubernetesDrain(api)
+    drainer = KubernetesDrain(api, clock=SimClock(1_780_000_000.0))  # 2026-05-28T20:26:40Z
     outcome = drainer.execute(_drain(), dry_run=False)
     assert outcome.status == Status.DONE, outcome.detail
     spec, ann = api.node.spec, api.node.metadata.annotations
-    assert spec.unschedulable is True and ann[DRAINED_BY] == "coldaisle"
-    ours = {"key": TAINT_KEY, "value": "gpu-overheat-node-gpu-88-gpu2-temperature_c-91.0", "effect": "NoSchedule"}
+    assert spec.unschedulable is True and ann[DRAINED_BY] == "coldaisle" and ann[DRAINED_AT] == "2026-05-28T20:26:40Z"
+    ours = {"key": TAINT_KEY, "value": "gpu-overheat-node-gpu-88-gpu2-temperature_c-91.0", "effect": "NoSchedule",
+            "timeAdded": "2026-05-28T20:26:40Z"}  # the fleet breaker dates our cordon by it
     assert spec.taints == [other, ours]
 
     assert drainer.execute(_drain(), dry_run=False).detail.endswith("already cordoned by coldaisle; left alone")
@@ -92,3 +96,64 @@ def test_taint_values_are_valid_label_values() -> None:
     assert short_value("coldaisle: GPU 3 at 95 °C!") == "coldaisle-GPU-3-at-95-C"
     assert len(short_value("x" * 100)) == 63
     assert short_value("!!!") == "unhealthy"
+
+
+class FakeFleetApi:
+    """read_node/list_node/patch_node over several nodes, shaped like CoreV1Api's V1Node objects."""
+
+    def __init__(self, n: int) -> None:
+        self.nodes = {f"gpu-{i:02d}": SimpleNamespace(
+            metadata=SimpleNamespace(name=f"gpu-{i:02d}", annotations={}),
+            spec=SimpleNamespace(unschedulable=False, taints=[]),
+            status=SimpleNamespace(conditions=[SimpleNamespace(type="Ready", status="True")])) for i in range(n)}
+
+    def read_node(self, name: str) -> SimpleNamespace:
+        return self.nodes[name]
+
+    def list_node(self) -> SimpleNamespace:
+        return SimpleNamespace(items=list(self.nodes.values()))
+
+    def patch_node(self, name: str, body: dict[str, Any]) -> SimpleNamespace:
+        node = self.nodes[name]
+        for k, v in body.get("metadata", {}).get("annotations", {}).items():
+            if v is None:
+                node.metadata.annotations.pop(k, None)
+            else:
+                node.metadata.annotations[k] = v
+        if "spec" in body:
+            node.spec.unschedulable = body["spec"]["unschedulable"]
+            node.spec.taints = [SimpleNamespace(key=t["key"], value=t.get("value"), effect=t["effect"],
+                                                time_added=t.get("timeAdded")) for t in body["spec"]["taints"]]
+        return node
+
+
+def test_the_fleet_breaker_counts_our_taints_cordons_and_not_ready_nodes() -> None:
+    """Kubernetes: our cordons dated by their taint's timeAdded; a person's cordon and a NotReady node count too."""
+    from coldaisle.actions.fleet import FleetBreaker
+
+    api, clock = FakeFleetApi(10), SimClock(1_780_000_000.0)
+    drainer = KubernetesDrain(api, clock=clock)
+    api.nodes["gpu-08"].spec.unschedulable = True  # a person's cordon
+    api.nodes["gpu-09"].status.conditions[0].status = "False"  # NotReady
+    breaker = FleetBreaker(drainer, max_share=0.3, window_s=3600, clock=clock, settle_s=0)
+    assert breaker.before("gpu-00") == (None, True)
+    assert drainer.cordon("gpu-00", "hot")[0] == Status.DONE
+    states = {s.name: s for s in drainer.fleet()}
+    assert states["gpu-00"].ours and states["gpu-00"].since == 1_780_000_000.0 and states["gpu-00"].unavailable
+    assert states["gpu-08"].unavailable and not states["gpu-08"].ours and states["gpu-09"].unavailable
+    assert states["gpu-00"].reason == "coldaisle: hot"
+    why, _ = breaker.before("gpu-01")  # 1 of ours + 2 others = 3 = ceil(0.3 * 10): one more is over
+    assert why is not None and "1 drained by coldaisle in the window + 2 otherwise out of service, limit 3" in why
+    assert drainer.retag("gpu-00", "flapping: resumed 2 times")[0] == Status.DONE
+    assert drainer.node_state("gpu-00").reason == "coldaisle: flapping: resumed 2 times"
+
+
+def test_the_fleet_cannot_be_read_without_the_api() -> None:
+    from coldaisle.actions.fleet import FleetUnreadable
+
+    class Down:
+        def list_node(self) -> None:
+            raise ConnectionError("the API server does not answer")
+
+    with pytest.raises(FleetUnreadable, match="does not answer"):
+        KubernetesDrain(Down()).fleet()

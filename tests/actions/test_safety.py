@@ -1,11 +1,11 @@
-"""The never-kill list, the rate limiter and the drain circuit breaker."""
+"""The never-kill list and the rate limiter (the fleet breaker: test_fleet_breaker.py)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from coldaisle.actions.safety import CircuitBreaker, KillPolicy, NeverKill, RateLimiter
+from coldaisle.actions.safety import KillPolicy, NeverKill, RateLimiter
 from coldaisle.telemetry.clock import SimClock
 from coldaisle.telemetry.procfs import ProcessInfo, parse_stat
 
@@ -54,20 +54,3 @@ def test_rate_limiter_sliding_window_per_key() -> None:
     assert not rl.allow("a")
     clock.sleep(1.0)
     assert rl.allow("a")
-
-
-def test_circuit_breaker_ten_percent_of_128_nodes() -> None:
-    clock = SimClock()
-    br = CircuitBreaker(0.10, 600.0, 128, clock)
-    assert br.limit == 13
-    allowed = [br.allow(f"node-gpu-{i:02d}") for i in range(14)]
-    assert allowed == [True] * 13 + [False]
-    assert br.open
-    assert br.allow("node-gpu-05")  # draining an already-drained node again adds nothing
-    clock.sleep(601.0)
-    assert not br.open and br.allow("node-gpu-13")
-
-
-def test_circuit_breaker_limit_rounding_and_minimum() -> None:
-    assert CircuitBreaker(0.1, 60, 130).limit == 13  # 0.1 * 130 is 13.000000000000002 in floats
-    assert CircuitBreaker(0.001, 60, 10).limit == 1

@@ -36,18 +36,21 @@ def _node_like(twin: Twin) -> OpenBackend:
 def test_a_power_cycle_rung_is_refused_on_the_twin_exactly_as_on_a_node(tmp_path: Path) -> None:
     """Drift caught: the twin had no power-cycle executor, so a rung a node REFUSED (no BMC file) FAILED there."""
     outcomes = {}
+    decision = Decision(0.0, "wedged", "critical", ActionKind.POWER_CYCLE, Target("infer-01"))
     for name, opened in (("twin", open_twin(load_plan("runaway-process"), node="infer-01")),
                          ("node", _node_like(Twin(load_plan("runaway-process"))))):
         rt = assemble(RuntimeOptions(policy=parse_policy(CYCLE), enforce=True, audit=tmp_path / f"{name}.jsonl",
                                      kernel_log=None), opened=opened)
         try:
-            rt.agent.tick()
-            assert rt.runner.flush()
-            outcomes[name] = [(o.status, o.detail) for o in rt.runner.outcomes if o.decision.action ==
-                              ActionKind.POWER_CYCLE]
+            out = rt.runner.executors[ActionKind.POWER_CYCLE].execute(decision, dry_run=False)
+            outcomes[name] = (out.status, out.detail)
+            if name == "twin":  # and through the whole runtime: the rung reaches the twin's BMC, which refuses
+                rt.agent.tick()
+                cycles = [o for o in rt.runner.outcomes if o.decision.action == ActionKind.POWER_CYCLE]
+                assert [(o.status, o.detail) for o in cycles] == [outcomes["twin"]]
         finally:
             rt.close()
-    assert outcomes["twin"] == outcomes["node"] and outcomes["twin"][0][0] == Status.REFUSED, outcomes
+    assert outcomes["twin"] == outcomes["node"] and outcomes["twin"][0] == Status.REFUSED, outcomes
 
 
 def test_top_and_the_agent_see_the_same_host_signals_on_a_node(tmp_path: Path) -> None:

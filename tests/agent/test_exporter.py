@@ -16,7 +16,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from coldaisle.agent.exporter import AgentStats, FrameCollector
+from coldaisle.agent.exporter import AgentStats, FrameCollector, HistoryStats
 from coldaisle.agent.host import HostProbe
 from coldaisle.agent.jobs import JobRef
 from coldaisle.sim.backend import SimBackend
@@ -49,8 +49,16 @@ def _full(node_backend: SimBackend, dcgm: bool = True) -> str:
     c.update(node_backend.sample(), host=HostProbe(DATA / "proc").sample(),
              agent_state=AgentStats(12, 0.004, 1.7e9, 1, 0, {("power_cap", "done"): 2}),
              job_values={"slurm:4242": {"job_progress_age_s": 3.5, "job_latency_p50_s": 0.2,
-                                        "job_latency_p99_s": 45.0}})
+                                        "job_latency_p99_s": 45.0}},
+             history=HistoryStats({("xid", "79", "7d"): 2, ("drain", "", "30d"): 3}, lemon=True))
     return exposition(c.registry)
+
+
+def test_the_nodes_fault_history_and_lemon_flag_are_series(node_backend: SimBackend) -> None:
+    text = _full(node_backend)
+    events = {(lab["kind"], lab["code"], lab["window"]): v for lab, v in _samples(text, "coldaisle_node_fault_events")}
+    assert events == {("xid", "79", "7d"): 2.0, ("drain", "", "30d"): 3.0}
+    assert _samples(text, "coldaisle_node_lemon") == [({"node": "train-01"}, 1.0)]
 
 
 def test_scrape_emits_exactly_the_catalog(node_backend: SimBackend) -> None:

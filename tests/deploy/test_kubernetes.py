@@ -213,7 +213,7 @@ def granted(manifests: Manifests) -> set[tuple[str, str, str]]:
 
 def test_rbac_grants_exactly_what_the_drain_executor_calls(manifests: Manifests) -> None:
     calls = k8s_api_calls()
-    assert calls == {("nodes", "get"), ("nodes", "patch")}  # read_node, patch_node today
+    assert calls == {("nodes", "get"), ("nodes", "list"), ("nodes", "patch")}  # read_node, list_node (fleet), patch
     assert granted(manifests) == {("", resource, verb) for resource, verb in calls}
     binding = manifests[("ClusterRoleBinding", "coldaisle-agent")]
     assert binding["roleRef"]["name"] == "coldaisle-agent"

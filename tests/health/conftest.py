@@ -30,6 +30,8 @@ NOOP = "#!/bin/sh\nexit 0\n"
 
 def _load_integration() -> object:
     path = Path(__file__).resolve().parents[1] / "integration" / "conftest.py"
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))  # its helper module (slurm_daemons.py) sits beside it
     spec = importlib.util.spec_from_file_location("coldaisle_health_slurm_cluster", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)

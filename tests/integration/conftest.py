@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import socket
@@ -24,31 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from slurm_daemons import (  # beside this file; pytest puts the folder on sys.path
+    Daemon,
+    parse_scontrol_oneliner,
+    processes_of,
+    start_daemon,
+    stop_daemon,
+    wait_for_socket,
+)
 
 START_TIMEOUT_S = 45.0  # the whole cluster normally comes up in a few seconds
-STOP_TIMEOUT_S = 15.0  # per daemon, after SIGTERM, before SIGKILL
 POLL_S = 0.1
 REQUIRED_BINARIES = ("munged", "slurmctld", "slurmd", "scontrol", "sinfo")
-
-
-@dataclass
-class _Daemon:
-    """One daemon we started, in its own session (so its process group is ours to signal)."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    logs: list[Path]
-
-    def tail(self, lines: int = 40) -> str:
-        """Last lines of each of this daemon's logs, labelled, for failure messages."""
-        chunks = []
-        for log in self.logs:
-            try:
-                text = log.read_text(errors="replace").splitlines()[-lines:]
-            except OSError as exc:
-                text = [f"<unreadable: {exc}>"]
-            chunks.append(f"--- {self.name}: {log} (last {lines} lines) ---\n" + "\n".join(text))
-        return "\n".join(chunks)
 
 
 @dataclass
@@ -60,7 +46,7 @@ class SlurmCluster:
     conf: Path
     env: dict[str, str]
     start_seconds: float
-    daemons: list[_Daemon] = field(default_factory=list)
+    daemons: list[Daemon] = field(default_factory=list)
 
     def run(self, *argv: str, check: bool = True, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
         """Run a Slurm client command (`scontrol`, `sinfo` ...) against this cluster."""
@@ -115,24 +101,6 @@ class SlurmCluster:
         return "\n".join(d.tail(lines) for d in self.daemons)
 
 
-_KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_:/.]*)=")
-
-
-def parse_scontrol_oneliner(line: str) -> dict[str, str]:
-    """Split `Key=value Key2=value with spaces Key3=v` into a mapping.
-
-    A key is a word directly followed by `=` at the start or after whitespace; a value runs to the next key,
-    so `Reason=coldaisle: test [root@2024-01-01T00:00:00]` keeps its spaces.
-    """
-    line = line.strip()
-    matches = list(_KEY.finditer(line))
-    out: dict[str, str] = {}
-    for i, match in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(line)
-        out[match.group(1)] = line[match.end() : end].strip()
-    return out
-
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -184,55 +152,6 @@ PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP
 """
 
 
-def _start(name: str, argv: list[str], env: dict[str, str], logs_dir: Path, extra_logs: list[Path]) -> _Daemon:
-    out = logs_dir / f"{name}.stdout"
-    with out.open("wb") as sink:
-        proc = subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    return _Daemon(name=name, proc=proc, logs=[out, *extra_logs])
-
-
-def _stop(daemon: _Daemon) -> None:
-    """SIGTERM the daemon's process group, wait, then SIGKILL whatever is left."""
-    if daemon.proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(daemon.proc.pid, signal.SIGTERM)
-        try:
-            daemon.proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(daemon.proc.pid, signal.SIGKILL)
-            daemon.proc.wait(timeout=STOP_TIMEOUT_S)
-    # children that stayed in the group (none expected without jobs) go too
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(daemon.proc.pid, signal.SIGKILL)
-
-
-def _processes_of(root: Path, pids: set[int]) -> dict[int, str]:
-    """Live processes of this cluster: one of our daemons, anything in their sessions (each daemon leads its
-    own), or anything with our directory in its argv or environment (slurmscriptd rewrites its argv)."""
-    marker = str(root).encode()
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        pid = int(entry.name)
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = (entry / "environ").read_bytes()
-        except OSError:  # gone meanwhile
-            continue
-        state, session = stat[0], int(stat[3])
-        if state in {"Z", "X"}:  # dead, waiting only for a parent to reap it
-            continue
-        if pid in pids or session in pids or marker in cmdline or marker in environ:
-            argv = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
-            found[pid] = f"{pid} (session {session}): {argv}"
-    return found
-
-
 def _wait_for(cluster: SlurmCluster, predicate_desc: str, deadline: float) -> None:
     """Poll until sinfo shows the node idle; fail early, with logs, if a daemon dies."""
     last = ""
@@ -255,16 +174,6 @@ def _wait_for(cluster: SlurmCluster, predicate_desc: str, deadline: float) -> No
         f"\n{cluster.log_tails()}",
         pytrace=False,
     )
-
-
-def _wait_for_socket(path: Path, daemon: _Daemon, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if path.is_socket():
-            return
-        if daemon.proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    pytest.fail(f"slurm test cluster: munged did not create {path}\n{daemon.tail()}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -302,7 +211,7 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     cluster = SlurmCluster(node=node, root=root, conf=conf, env=env, start_seconds=0.0)
     logs = root / "log"
     try:
-        munged = _start(
+        munged = start_daemon(
             "munged",
             ["munged", "--foreground", f"--key-file={key}", f"--socket={munge_socket}",
              f"--pid-file={run_dir / 'munged.pid'}",
@@ -310,12 +219,12 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
             env, logs, [],  # in the foreground munged logs to stderr only
         )
         cluster.daemons.append(munged)
-        _wait_for_socket(munge_socket, munged, deadline)
+        wait_for_socket(munge_socket, munged, deadline)
         cluster.daemons.append(
-            _start("slurmctld", ["slurmctld", "-D", "-f", str(conf)], env, logs, [logs / "slurmctld.log"])
+            start_daemon("slurmctld", ["slurmctld", "-D", "-f", str(conf)], env, logs, [logs / "slurmctld.log"])
         )
         cluster.daemons.append(
-            _start("slurmd", ["slurmd", "-D", "-f", str(conf), "-N", node], env, logs, [logs / "slurmd.log"])
+            start_daemon("slurmd", ["slurmd", "-D", "-f", str(conf), "-N", node], env, logs, [logs / "slurmd.log"])
         )
         _wait_for(cluster, f"node {node} idle", deadline)
         cluster.start_seconds = time.monotonic() - t0
@@ -324,10 +233,10 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         pids = {d.proc.pid for d in cluster.daemons}
         # slurmd first (it would otherwise log the controller going away), munged last (both use it)
         for d in reversed(cluster.daemons):
-            _stop(d)
+            stop_daemon(d)
         leftovers: dict[int, str] = {}
         for _ in range(20):  # /proc can lag a moment behind wait()
-            leftovers = _processes_of(root, pids)
+            leftovers = processes_of(root, pids)
             if not leftovers:
                 break
             time.sleep(0.1)

@@ -32,7 +32,7 @@ def test_native_names_follow_prometheus_practice() -> None:
     for m in CATALOG:
         if m.group is MetricGroup.DCGM:
             continue
-        assert re.fullmatch(r"coldaisle_(gpu|host|agent|job)_[a-z0-9_]+", m.name), m.name
+        assert re.fullmatch(r"coldaisle_(gpu|host|agent|job|node)_[a-z0-9_]+", m.name), m.name
         assert m.unit in _BASE_UNITS, m
         assert m.name.endswith("_total") == (m.kind is MetricType.COUNTER), m.name
         if m.unit:

@@ -11,7 +11,9 @@ import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
+from coldaisle.actions.fleet import FleetUnreadable, NodeState
 from coldaisle.actions.interface import ActionKind, Decision, Outcome, Status
 from coldaisle.telemetry.clock import Clock, RealClock
 
@@ -55,6 +57,18 @@ class SlurmNode:
     def ours(self) -> bool:
         """The reason was written by coldaisle."""
         return self.reason.startswith(TAG)
+
+    @property
+    def reason_epoch(self) -> float | None:
+        """When Slurm recorded the reason (slurmctld's local time, as `[user@2024-05-21T03:04:05]` shows it)."""
+        try:
+            return datetime.fromisoformat(self.reason_time).timestamp() if self.reason_time else None
+        except ValueError:
+            return None
+
+    def fleet_state(self) -> NodeState:
+        """This node for the fleet breaker."""
+        return NodeState(self.name, self.unavailable, self.unavailable and self.ours, self.reason_epoch, self.reason)
 
 
 def parse_show_node(text: str) -> SlurmNode:
@@ -136,6 +150,30 @@ class SlurmDrain:
         if dry_run:
             return Status.DRY_RUN, f"would have resumed {node}"
         return self._run(resume_argv(node, self.scontrol), f"resumed {node}")
+
+    def fleet(self) -> list[NodeState]:
+        """Every node Slurm knows, with its state and our drains' times (`scontrol show node -o`, one call)."""
+        ok, text = self._call([self.scontrol, "show", "node", "-o"])
+        if not ok:
+            raise FleetUnreadable(text)
+        nodes = [parse_show_node(line) for line in text.splitlines() if "NodeName=" in line]
+        if not nodes:
+            raise FleetUnreadable("scontrol listed no nodes")
+        return [n.fleet_state() for n in nodes]
+
+    def node_state(self, node: str) -> NodeState:
+        """One node for the healer (FleetUnreadable when Slurm does not answer)."""
+        current = self.show(node)
+        if isinstance(current, str):
+            raise FleetUnreadable(current)
+        return current.fleet_state()
+
+    def retag(self, node: str, reason: str, *, dry_run: bool = False) -> tuple[Status, str]:
+        """Change the reason of our drain (the node stays drained), e.g. to say why it is no longer resumed."""
+        argv = drain_argv(node, reason, self.scontrol)
+        if dry_run:
+            return Status.DRY_RUN, f"would have set {node}'s reason: {argv[-1]}"
+        return self._run(argv, f"{node} stays drained: {argv[-1]}")
 
     def show(self, node: str) -> SlurmNode | str:
         """The node's state and reason, or why it could not be read."""

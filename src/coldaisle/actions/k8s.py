@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
+from coldaisle.actions.fleet import FleetUnreadable, NodeState
 from coldaisle.actions.interface import ActionKind, Decision, Outcome, Status
 from coldaisle.telemetry.clock import Clock, RealClock
 
 log = logging.getLogger(__name__)
 
 DRAINED_BY = "coldaisle.io/drained-by"  # annotation: present (= "coldaisle") only on nodes we cordoned
+DRAINED_AT = "coldaisle.io/drained-at"  # annotation: when we cordoned it (RFC 3339, UTC), beside the taint's timeAdded
 REASON = "coldaisle.io/reason"
 TAINT_KEY = "coldaisle.io/unhealthy"
 _HINT = "the kubernetes client is not installed: pip install kubernetes"
@@ -72,9 +75,10 @@ class KubernetesDrain:
         if obj.spec.unschedulable:
             who = "coldaisle" if ours else "a person"
             return Status.DONE, f"{node} already cordoned by {who}; left alone"
-        taint = {"key": TAINT_KEY, "value": short_value(reason), "effect": "NoSchedule"}
+        now = datetime.fromtimestamp(self.clock.time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        taint = {"key": TAINT_KEY, "value": short_value(reason), "effect": "NoSchedule", "timeAdded": now}
         taints = [*(_taint(t) for t in obj.spec.taints or () if _taint(t)["key"] != TAINT_KEY), taint]
-        body = {"metadata": {"annotations": {DRAINED_BY: "coldaisle", REASON: reason[:1000]}},
+        body = {"metadata": {"annotations": {DRAINED_BY: "coldaisle", DRAINED_AT: now, REASON: reason[:1000]}},
                 "spec": {"unschedulable": True, "taints": taints}}
         what = f"cordoned {node} and tainted it {TAINT_KEY}={taint['value']}:NoSchedule"
         if dry_run:
@@ -90,12 +94,64 @@ class KubernetesDrain:
                 return Status.REFUSED, f"{node} was cordoned by a person; only they uncordon it"
             return Status.DONE, f"{node} is not cordoned by coldaisle; nothing to undo"
         taints = [_taint(t) for t in obj.spec.taints or () if _taint(t)["key"] != TAINT_KEY]
-        body = {"metadata": {"annotations": {DRAINED_BY: None, REASON: None}},
+        body = {"metadata": {"annotations": {DRAINED_BY: None, DRAINED_AT: None, REASON: None}},
                 "spec": {"unschedulable": False, "taints": taints}}
         if dry_run:
             return Status.DRY_RUN, f"would have uncordoned {node} and removed taint {TAINT_KEY}"
         self.api().patch_node(node, body)
         return Status.DONE, f"uncordoned {node} and removed taint {TAINT_KEY}"
+
+
+    def node_state(self, node: str) -> NodeState:
+        """One node for the healer (FleetUnreadable when the API does not answer)."""
+        try:
+            return _node_state(self.api().read_node(node))
+        except ImportError:
+            raise FleetUnreadable(_HINT) from None
+        except Exception as exc:
+            raise FleetUnreadable(f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
+
+    def retag(self, node: str, reason: str, *, dry_run: bool = False) -> tuple[Status, str]:
+        """Change our cordon's reason annotation (the node stays cordoned)."""
+        if dry_run:
+            return Status.DRY_RUN, f"would have set {node}'s reason: {reason}"
+        self.api().patch_node(node, {"metadata": {"annotations": {REASON: reason[:1000]}}})
+        return Status.DONE, f"{node} stays cordoned: {reason}"
+
+    def fleet(self) -> list[NodeState]:
+        """Every node of the cluster (`list nodes`): cordoned or NotReady is out of service; ours carry our taint."""
+        try:
+            items = self.api().list_node().items
+        except ImportError:
+            raise FleetUnreadable(_HINT) from None
+        except Exception as exc:  # ApiException, a lost API server, missing RBAC
+            raise FleetUnreadable(f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
+        return [_node_state(obj) for obj in items]
+
+
+def _node_state(obj: Any) -> NodeState:
+    """One node: cordoned or not Ready is unavailable; ours when our annotation is there, since our taint's time."""
+    ours = _annotations(obj).get(DRAINED_BY) == "coldaisle"
+    ready = any(getattr(c, "type", None) == "Ready" and getattr(c, "status", None) == "True"
+                for c in (getattr(getattr(obj, "status", None), "conditions", None) or ()))
+    since = None
+    for t in obj.spec.taints or ():
+        taint = _taint(t)
+        if taint["key"] == TAINT_KEY and taint.get("timeAdded"):
+            since = _epoch(taint["timeAdded"])
+    if since is None and ours:
+        since = _epoch(_annotations(obj).get(DRAINED_AT, ""))
+    unavailable = bool(obj.spec.unschedulable) or not ready
+    reason = f"coldaisle: {_annotations(obj).get(REASON, '')}" if ours else ""
+    return NodeState(obj.metadata.name, unavailable, ours and unavailable, since, reason)
+
+
+def _epoch(stamp: str) -> float | None:
+    """RFC 3339 (`2026-01-12T20:27:31Z`) to epoch seconds, None when it is not one."""
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError):
+        return None
 
 
 def _annotations(obj: Any) -> dict[str, str]:

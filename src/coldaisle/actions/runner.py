@@ -1,9 +1,11 @@
-"""The action runner: audit, rate-limit, break the circuit, dispatch, audit again, escalate.
+"""The action runner: audit, rate-limit, ask the fleet breaker, dispatch, audit again, escalate.
 
 Every Decision is audited before anything happens and every Outcome after. An executor that
 raises becomes a FAILED Outcome; the runner goes on. In asynchronous mode one worker thread does
 the work behind a bounded queue, so the sampling loop's `submit()` never waits on a webhook or
-`scontrol`.
+`scontrol`. Drains and power cycles go past the fleet breaker (actions/fleet.py) first; a fresh drain is
+confirmed against the fleet after it lands and undone if simultaneous drains put it over the cap; every
+refusal of the breaker is audited with the counts it saw and sent on as an alert instead.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import logging
 import queue
 import threading
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from coldaisle.actions.audit import AuditLog
+from coldaisle.actions.fleet import FleetBreaker
 from coldaisle.actions.interface import ActionKind, Decision, Executor, Outcome, Status, Target
-from coldaisle.actions.safety import CircuitBreaker, RateLimiter
+from coldaisle.actions.safety import RateLimiter
 from coldaisle.actions.signal import ESCALATE_DRAIN
 from coldaisle.telemetry.clock import Clock, RealClock
 
@@ -28,7 +32,7 @@ class ActionRunner:
     """Turns Decisions into audited Outcomes through the executors, with the safety limits in front."""
 
     def __init__(self, executors: Mapping[ActionKind, Executor], audit: AuditLog, *, dry_run: bool = False,
-                 rate_limiter: RateLimiter | None = None, breaker: CircuitBreaker | None = None,
+                 rate_limiter: RateLimiter | None = None, breaker: FleetBreaker | None = None,
                  clock: Clock | None = None, asynchronous: bool = False, queue_size: int = 1000,
                  keep: int = 1000) -> None:
         self.executors = dict(executors)
@@ -40,6 +44,7 @@ class ActionRunner:
         self.asynchronous = asynchronous
         self.outcomes: deque[Outcome] = deque(maxlen=keep)  # the latest, for /metrics and tests
         self.counts: Counter[tuple[str, str]] = Counter()  # (action, status) -> Outcomes so far
+        self.observers: list[Callable[[Outcome], None]] = []  # told every Outcome (the node's fault history)
         self.dropped = 0
         self._q: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._worker: threading.Thread | None = None
@@ -79,28 +84,64 @@ class ActionRunner:
 
     def _process(self, decision: Decision) -> Outcome:
         self.audit.decision(decision)
-        outcome = self._guard(decision) or self._dispatch(decision)
+        outcome, in_service = self._guard(decision)
+        if outcome is None:
+            outcome = self._dispatch(decision)
+            if in_service and outcome.status == Status.DONE and decision.action == ActionKind.DRAIN:
+                outcome = self._confirm(decision, outcome)
         self.audit.outcome(outcome)
         self.outcomes.append(outcome)
         self.counts[(str(decision.action), str(outcome.status))] += 1
+        for observe in self.observers:
+            try:
+                observe(outcome)
+            except Exception:  # an observer's failure never stops an action
+                log.exception("outcome observer %r failed", observe)
         if (decision.action != ActionKind.DRAIN and ESCALATE_DRAIN in outcome.detail
                 and outcome.status in (Status.FAILED, Status.DRY_RUN)):
             self._process(self._escalation(outcome))
         return outcome
 
-    def _guard(self, d: Decision) -> Outcome | None:
-        """A REFUSED Outcome when the rate limit or (for drains) the circuit breaker says no; restores pass."""
+    def _guard(self, d: Decision) -> tuple[Outcome | None, bool]:
+        """(a REFUSED Outcome when the rate limit or the fleet breaker says no, or None; whether a drain's node
+        was in service before it). Restores always pass."""
         if d.restore:
-            return None
+            return None, False
         rl = self.rate_limiter
         if rl is not None and not rl.allow((str(d.action), d.target.node)):
             return self._refuse(d, f"rate limit: more than {rl.max_per_window} {d.action} actions on "
-                                   f"{d.target.node} within {rl.window_s:g} s")
+                                   f"{d.target.node} within {rl.window_s:g} s"), False
         br = self.breaker
-        if d.action in (ActionKind.DRAIN, ActionKind.POWER_CYCLE) and br is not None and not br.allow(d.target.node):
-            return self._refuse(d, f"circuit breaker open: {br.limit} nodes already drained within "
-                                   f"{br.window_s:g} s; {d.target.node} left in service")
-        return None
+        if br is None or d.action not in (ActionKind.DRAIN, ActionKind.POWER_CYCLE):
+            return None, False
+        why, in_service = br.before(d.target.node)
+        if why is None:
+            return None, in_service
+        return self._breaker_refusal(d, why), False
+
+    def _confirm(self, d: Decision, done: Outcome) -> Outcome:
+        """After our drain landed: does it rank within the fleet's cap among simultaneous drains? If not, undo it."""
+        if self.dry_run or self.breaker is None:
+            return done
+        why = self.breaker.after(d.target.node)
+        if why is None:
+            return done
+        undo = self._dispatch(replace(d, restore=True, params={**d.params, "reason": "fleet breaker: drain undone"}))
+        return self._breaker_refusal(d, f"{why}; undo: {undo.status}: {undo.detail}")
+
+    def _breaker_refusal(self, d: Decision, why: str) -> Outcome:
+        """A drain the fleet breaker stopped: audited with the counts it saw, and an alert goes out instead."""
+        fields = self.breaker.audit_fields() if self.breaker is not None else {}
+        self.audit.note("fleet breaker refused a drain", node=d.target.node, rule=d.rule, action=str(d.action),
+                        **fields)
+        notify = self.executors.get(ActionKind.NOTIFY)
+        if notify is not None and d.action != ActionKind.NOTIFY:
+            alert = Decision(self.clock.time(), d.rule, "critical", ActionKind.NOTIFY, d.target, step=d.step,
+                             params={"reason": f"{d.rule}: {d.action} of {d.target.node} refused: {why}"},
+                             evidence={**d.evidence, "fleet": fields})
+            self.audit.decision(alert)
+            self.audit.outcome(self._dispatch(alert))
+        return self._refuse(d, why)
 
     def _refuse(self, d: Decision, why: str) -> Outcome:
         log.warning("refused %s on %s: %s", d.action, d.target.label(), why)

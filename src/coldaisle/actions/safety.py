@@ -1,4 +1,4 @@
-"""What an action may touch and how often: the never-kill list, rate limits, the drain breaker.
+"""What an action may touch and how often: the never-kill list and rate limits (the drain cap: fleet.py).
 
 Process facts come from `telemetry.procfs` under a `/proc` root passed in (default "/proc"), so tests point it
 at a captured tree.
@@ -6,7 +6,6 @@ at a captured tree.
 
 from __future__ import annotations
 
-import math
 import os
 import pwd
 from collections import deque
@@ -121,43 +120,6 @@ class RateLimiter:
             return False
         seen.append(now)
         return True
-
-
-class CircuitBreaker:
-    """At most ceil(max_share * fleet_size) (min 1) distinct nodes drained per window: one bad rule
-    cannot drain the fleet."""
-
-    def __init__(self, max_share: float, window_s: float, fleet_size: int, clock: Clock | None = None) -> None:
-        self.limit = max(1, math.ceil(round(max_share * fleet_size, 9)))
-        self.window_s = window_s
-        self.clock = clock or RealClock()
-        self._drained: deque[tuple[float, str]] = deque()
-
-    def allow(self, node: str) -> bool:
-        """True (and counted) if draining `node` keeps the window under the limit; a repeat is free."""
-        now = self._expire()
-        if node in self.nodes():
-            return True
-        if len(self._drained) >= self.limit:
-            return False
-        self._drained.append((now, node))
-        return True
-
-    def _expire(self) -> float:
-        now = self.clock.monotonic()
-        while self._drained and self._drained[0][0] <= now - self.window_s:
-            self._drained.popleft()
-        return now
-
-    def nodes(self) -> set[str]:
-        """Nodes drained within the current window."""
-        return {n for _, n in self._drained}
-
-    @property
-    def open(self) -> bool:
-        """True while the breaker refuses further drains."""
-        self._expire()
-        return len(self._drained) >= self.limit
 
 
 def refusals(infos: Iterable[ProcessInfo], guard: NeverKill) -> dict[int, str]:

@@ -9,8 +9,6 @@ errors), the same breaker counts drains. Daemon concerns (priority, HTTP, system
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from coldaisle.actions.audit import AuditLog
-from coldaisle.actions.bmc import BmcFile, IpmiPowerCycle, load_bmcs
-from coldaisle.actions.interface import ActionKind, Decision, Executor, Outcome, Status
-from coldaisle.actions.notify import LogNotifier, WebhookNotifier
+from coldaisle.actions.interface import ActionKind, Decision
 from coldaisle.actions.powercap import PowerCapper
 from coldaisle.actions.runner import ActionRunner
-from coldaisle.actions.safety import CircuitBreaker
+from coldaisle.agent.executors import fleet_breaker, node_executors
+from coldaisle.agent.exporter import HistoryStats
+from coldaisle.agent.faultlog import FaultEvent, FaultRecorder, NodeHistories, NodeHistory
+from coldaisle.agent.healer import GpuCheck, Healer
 from coldaisle.agent.host import HostProbe, HostSample
 from coldaisle.agent.kernel import KernelWatch
 from coldaisle.agent.loop import Agent, LocalNode
@@ -31,7 +30,7 @@ from coldaisle.agent.procjobs import ProcJobs
 from coldaisle.errors import ColdaisleError
 from coldaisle.policy.context import Jobs, Nodes
 from coldaisle.policy.loader import LoadedPolicy, load_policy
-from coldaisle.sim.executors import SimDrain, SimPowerCycle, SimSignaller
+from coldaisle.sim.backend import SimBackend
 from coldaisle.sim.open import BackendChoice, OpenBackend, open_backend
 from coldaisle.sim.sources import SimJobs, SimNodes
 from coldaisle.telemetry.frame import Frame
@@ -52,28 +51,15 @@ class RuntimeOptions:
     webhook: str | None = None
     bmc: Path | None = None  # the BMC file for power cycles; none: every power cycle is refused
     signatures: list[Path] = field(default_factory=list)  # site signature files for the kernel log
-    kernel_log: str | None = "/dev/kmsg"  # followed on a real node (None: not at all)
+    kernel_log: str | None = "auto"  # auto: /dev/kmsg on a real node, none on the twin; or a path; None: not at all
     proc: str = "/proc"
     keep_frames: int = 120
     keep_outcomes: int = 1000
     notify_logger: logging.Logger | None = None  # where NOTIFY lines go (default: coldaisle.notify)
     hint: str = ""  # what to suggest when `--backend auto` finds no GPU
     on_note: Callable[[str], None] | None = None  # also told what the loop notes (tick and rule failures)
-
-
-class Notify:
-    """NOTIFY to the log and, when configured, to an Alertmanager-compatible webhook."""
-
-    kind = ActionKind.NOTIFY
-
-    def __init__(self, *targets: Executor | None) -> None:
-        self.targets = [t for t in targets if t is not None]
-
-    def execute(self, decision: Decision, *, dry_run: bool) -> Outcome:
-        """Every target gets it; the Outcome reports the worst."""
-        outcomes = [t.execute(decision, dry_run=dry_run) for t in self.targets]
-        bad = [o for o in outcomes if o.status == Status.FAILED]
-        return bad[0] if bad else outcomes[-1]
+    drain: str = "auto"  # slurm | kubernetes | twin; auto: the twin's on the simulator, else the node's scheduler
+    history: Path | None = None  # the node's durable fault history (default: beside the audit log; twin: memory)
 
 
 class HostSignals:
@@ -105,6 +91,7 @@ class NodeRuntime:
     agent: Agent
     host: HostSignals | None = None
     kernel: KernelWatch | None = None
+    histories: NodeHistories = field(default_factory=NodeHistories)
     _tmp: tempfile.TemporaryDirectory[str] | None = None
     _hooks: list[TickHook] = field(default_factory=list)  # the Agent's on_tick calls these in order
 
@@ -112,6 +99,14 @@ class NodeRuntime:
     def node(self) -> str:
         """The node's name (the twin's node, or `sim:<scenario>` for a whole simulated cluster)."""
         return self.opened.node
+
+    def history_stats(self, now: float) -> HistoryStats | None:
+        """This node's fault history for /metrics and the state file (None for a cluster view of the twin)."""
+        h = self.histories.get(self.node)
+        if h is None:
+            return None
+        lemon = self.policy.policy.lemon
+        return HistoryStats(h.counts(now), self.histories.lemon(self.node, lemon.drains, lemon.within, now))
 
     def on_tick(self, hook: TickHook) -> None:
         """Call `hook(frame, nodes, jobs, decisions)` after every tick, after the ones added before it."""
@@ -152,26 +147,70 @@ def _wire(o: RuntimeOptions, lp: LoadedPolicy, opened: OpenBackend) -> NodeRunti
     tmp = tempfile.TemporaryDirectory(prefix="coldaisle-audit-") if o.audit is None else None
     audit_path = o.audit if o.audit is not None else Path(tmp.name) / "audit.jsonl"  # type: ignore[union-attr]
     audit = AuditLog(audit_path, clock=clock, durable=o.durable_audit)
-    fleet = twin.plan.layout.n_nodes if twin is not None else lp.policy.fleet_size
     capper = PowerCapper(backend, clock=clock)
-    runner = ActionRunner(_executors(o, opened, capper), audit, dry_run=not enforce, clock=clock,
-                          breaker=CircuitBreaker(lp.policy.drain_max_share, lp.policy.drain_window, fleet, clock),
+    executors = node_executors(opened, capper, drain=o.drain, webhook=o.webhook, bmc=o.bmc,
+                               notify_logger=o.notify_logger)
+    breaker = fleet_breaker(lp, executors[ActionKind.DRAIN], clock)
+    runner = ActionRunner(executors, audit, dry_run=not enforce, clock=clock, breaker=breaker,
                           asynchronous=twin is None, keep=o.keep_outcomes)
-    host = kernel = None
+    histories = _histories(o, opened, audit_path)
+    runner.observers.append(histories.record_outcome)
+    host = None
+    kernel = _kernel_watch(o, opened, audit, audit_path)
     if twin is not None:
-        nodes: Any = SimNodes(backend)  # type: ignore[arg-type]  # a twin's backend is a SimBackend
+        nodes: Any = SimNodes(backend, histories)  # type: ignore[arg-type]  # a twin's backend is a SimBackend
         jobs: Any = SimJobs(backend)  # type: ignore[arg-type]
     else:
-        kernel = _kernel_watch(o, opened, audit, audit_path)
         host = HostSignals(HostProbe(o.proc, clock=clock), kernel)
-        nodes, jobs = LocalNode(opened.node, probe=host), ProcJobs(o.proc)
-    hooks: list[TickHook] = [lambda frame, *_: capper.observe(frame)]  # caps restore relative to the last Frame
+        nodes, jobs = LocalNode(opened.node, probe=host, history=histories), ProcJobs(o.proc)
+    recorder = FaultRecorder(histories)
+    hooks: list[TickHook] = [lambda frame, *_: capper.observe(frame),  # caps restore relative to the last Frame
+                             lambda frame, *_: recorder.observe(frame)]
+    healer = Healer(lambda: agent.step, runner.executors[ActionKind.DRAIN], runner.submit, histories,
+                    _gpu_check(opened), clock, audit.note)
+    hooks.append(lambda *_: healer.tick())
     agent = Agent(backend, lp, runner, clock, interval_s=o.interval_s, nodes=nodes, jobs=jobs,
                   keep_frames=o.keep_frames, note=_noting(audit, o.on_note),
                   on_tick=_each(hooks))
     if kernel is not None:
-        kernel.on_xid = agent.inject_xid
-    return NodeRuntime(opened, lp, enforce, audit, audit_path, runner, agent, host, kernel, tmp, hooks)
+        kernel.on_xid = _kernel_xid(agent, histories, opened)
+    return NodeRuntime(opened, lp, enforce, audit, audit_path, runner, agent, host, kernel, histories, tmp, hooks)
+
+
+def _gpu_check(opened: OpenBackend) -> GpuCheck:
+    """GPU preflight of one node before it is resumed: its GPUs visible and healthy (on the twin, that node's)."""
+    from coldaisle.preflight import CheckSeverity, PreflightOptions, run_preflight
+
+    def check(node: str) -> tuple[bool, str]:
+        backend = SimBackend(opened.twin, node=node) if opened.twin is not None else opened.backend
+        report = run_preflight(PreflightOptions(backend_obj=backend, only=["gpu"], cache=False))
+        failed = [f for f in report.findings if f.severity == CheckSeverity.FAIL]
+        return not failed, "; ".join(f"{f.subject}: {f.message}" for f in failed[:3])
+    return check
+
+
+def _histories(o: RuntimeOptions, opened: OpenBackend, audit_path: Path) -> NodeHistories:
+    """The fault history of each watched node: a durable file for one node (real, or one node of the twin),
+    memory for the twin's whole cluster (a replay)."""
+    names = sorted({d.node for d in opened.backend.devices()}) if opened.backend else []  # type: ignore[union-attr]
+    if opened.twin is None or len(names) == 1:
+        node = names[0] if opened.twin is not None else opened.node
+        return NodeHistories({node: NodeHistory(node, o.history or audit_path.with_name("node-history.json"))})
+    return NodeHistories({n: NodeHistory(n) for n in names})
+
+
+def _kernel_xid(agent: Agent, histories: NodeHistories, opened: OpenBackend) -> Callable[[int, int], None]:
+    """An Xid from the kernel log: the next tick sees it, and the node's history keeps it."""
+    devices = opened.backend.devices() if opened.backend else ()  # type: ignore[union-attr]
+
+    def on_xid(device: int, xid: int) -> None:
+        agent.inject_xid(device, xid)
+        if 0 <= device < len(devices):
+            d = devices[device]
+            h = histories.get(d.node)
+            if h is not None:
+                h.add(FaultEvent(opened.clock.time(), "xid", xid, d.uuid, "kernel log"))
+    return on_xid
 
 
 def _noting(audit: AuditLog, also: Callable[[str], None] | None) -> Callable[[str], None]:
@@ -193,35 +232,12 @@ def _each(hooks: list[TickHook]) -> TickHook:
     return tick
 
 
-def _executors(o: RuntimeOptions, opened: OpenBackend, capper: PowerCapper) -> dict[ActionKind, Any]:
-    """The twin's executors on the simulator, the node's on hardware; the same BMC gate on both."""
-    twin, clock = opened.twin, opened.clock
-    webhook = WebhookNotifier(o.webhook, clock=clock) if o.webhook else None
-    notify = Notify(LogNotifier(o.notify_logger, clock=clock) if o.notify_logger else LogNotifier(clock=clock),
-                    webhook)
-    bmcs = load_bmcs(o.bmc) if o.bmc is not None else BmcFile()
-    if twin is not None:
-        sig: Any = SimSignaller(twin)
-        drain: Any = SimDrain(twin)
-        cycle: Any = SimPowerCycle(twin, enabled=bmcs.enabled)
-    else:
-        from coldaisle.actions.drain import SlurmDrain
-        from coldaisle.actions.k8s import KubernetesDrain
-        from coldaisle.actions.signal import ProcessSignaller
-
-        sig = ProcessSignaller(clock=clock)
-        in_k8s = os.environ.get("KUBERNETES_SERVICE_HOST") and not shutil.which("scontrol")
-        drain = KubernetesDrain(clock=clock) if in_k8s else SlurmDrain(clock=clock)
-        cycle = IpmiPowerCycle(bmcs, clock=clock)  # off (refused, and audited as such) unless the file enables it
-    return {ActionKind.NOTIFY: notify, ActionKind.POWER_CAP: capper, ActionKind.SIGTERM: sig,
-            ActionKind.SIGKILL: sig, ActionKind.DRAIN: drain, ActionKind.POWER_CYCLE: cycle}
-
-
 def _kernel_watch(o: RuntimeOptions, opened: OpenBackend, audit: AuditLog, audit_path: Path) -> KernelWatch | None:
     """Follow the kernel log if this host lets us read it (a container often does not: say so and go on)."""
     from coldaisle.agent.kmsg import SIGNATURES, KmsgFollower, catalog_patterns
 
-    if o.kernel_log is None:
+    path = ("/dev/kmsg" if opened.twin is None else None) if o.kernel_log == "auto" else o.kernel_log
+    if path is None:
         return None
     try:
         patterns: Any = catalog_patterns(o.signatures)  # the triage catalog: classes mean the same live and after
@@ -231,7 +247,7 @@ def _kernel_watch(o: RuntimeOptions, opened: OpenBackend, audit: AuditLog, audit
         audit.note("signature catalog not loaded; built-in kernel signatures in use", error=str(exc))
         patterns = SIGNATURES
     try:
-        follower = KmsgFollower(o.kernel_log, cursor_file=audit_path.with_name("kmsg.cursor"), host=opened.node,
+        follower = KmsgFollower(path, cursor_file=audit_path.with_name("kmsg.cursor"), host=opened.node,
                                 clock=opened.clock, patterns=patterns, proc=o.proc)
         follower.poll()  # catch up (the cursor keeps lines seen before a restart from firing again)
     except OSError as exc:

@@ -38,6 +38,15 @@ class AgentStats:
     rules_firing: int = 0
     #: (action, status) -> count, e.g. ("power_cap", "done") -> 3.
     actions: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    breaker_open: float = 0.0  # 1 while the fleet breaker refuses every drain
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryStats:
+    """The node's fault history as the exporter shows it: counts per (kind, code, window), and the lemon flag."""
+
+    counts: Mapping[tuple[str, str, str], int]
+    lemon: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,7 @@ class _Snapshot:
     unsupported: Mapping[str, list[int]]
     #: job label -> {job_progress_age_s, job_latency_p50_s, job_latency_p99_s} (jobs with a heartbeat)
     job_values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    history: HistoryStats | None = None
 
 
 class FrameCollector:
@@ -67,7 +77,8 @@ class FrameCollector:
 
     def update(self, frame: Frame, host: HostSample | None = None, agent_state: AgentStats | None = None,
                jobs: Mapping[int, JobRef] | None = None,
-               job_values: Mapping[str, Mapping[str, float]] | None = None) -> None:
+               job_values: Mapping[str, Mapping[str, float]] | None = None,
+               history: HistoryStats | None = None) -> None:
         """Make `frame` (and the host, agent and job readings beside it) what the next scrape shows."""
         prev = self._snap
         last_xid = prev.last_xid if prev else {}
@@ -84,7 +95,7 @@ class FrameCollector:
             if 0 <= device < len(frame):
                 unsupported.setdefault(column, []).append(device)
         self._snap = _Snapshot(frame, host, agent_state, jobs or {}, last_xid, counts, unsupported,
-                               job_values or {})
+                               job_values or {}, history)
 
     def describe(self) -> list[Metric]:
         """Nothing to pre-register: names are checked against the catalog by the tests, not at registration."""
@@ -102,7 +113,8 @@ class FrameCollector:
                 continue
             if (m.group is MetricGroup.HOST and snap.host is None) or (
                     m.group is MetricGroup.AGENT and snap.agent is None) or (
-                    m.group is MetricGroup.JOB and not snap.job_values):
+                    m.group is MetricGroup.JOB and not snap.job_values) or (
+                    m.group is MetricGroup.HISTORY and snap.history is None):
                 continue
             fam = Metric(m.family, m.help, m.kind.value, m.unit if m.family.endswith(f"_{m.unit}") else "")
             sample_name = m.name
@@ -112,6 +124,8 @@ class FrameCollector:
                 self._processes(fam, sample_name, snap, gpu_labels)
             elif m.group is MetricGroup.JOB:
                 self._jobs(fam, sample_name, m, snap)
+            elif m.group is MetricGroup.HISTORY:
+                self._history(fam, sample_name, m, snap.history)  # type: ignore[arg-type]
             else:
                 self._node(fam, sample_name, m, snap)
             yield fam
@@ -188,6 +202,15 @@ class FrameCollector:
             if not math.isnan(value):
                 # `job` is Prometheus's own target label: the workload is `slurm:<id>` or `pod:<uid>`
                 fam.samples.append(Sample(name, {"node": self.node, "workload": job}, value))
+
+    def _history(self, fam: Metric, name: str, m: PromMetric, history: HistoryStats) -> None:
+        """Counts per kind, code and window (only kinds seen), and the lemon flag."""
+        if m.source == "lemon":
+            fam.samples.append(Sample(name, {"node": self.node}, float(history.lemon)))
+            return
+        for (kind, code, window), n in sorted(history.counts.items()):
+            fam.samples.append(Sample(name, {"node": self.node, "kind": kind, "code": code, "window": window},
+                                      float(n)))
 
     def _node(self, fam: Metric, name: str, m: PromMetric, snap: _Snapshot) -> None:
         source: Any = snap.host if m.group is MetricGroup.HOST else snap.agent

@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from coldaisle.actions.interface import Decision
-from coldaisle.policy.context import Jobs, Nodes
+from coldaisle.policy.context import FaultCounts, Jobs, Nodes
 from coldaisle.policy.engine import Engine
 from coldaisle.policy.loader import LoadedPolicy
 from coldaisle.policy.step import PolicyStep
@@ -56,13 +56,14 @@ class Runner(Protocol):
 class LocalNode:
     """A single real node: every device is on it; host signals from a probe (or none)."""
 
-    def __init__(self, name: str, probe: Callable[[], dict[str, float]] | None = None) -> None:
-        self.name, self.probe = name, probe
+    def __init__(self, name: str, probe: Callable[[], dict[str, float]] | None = None,
+                 history: FaultCounts | None = None) -> None:
+        self.name, self.probe, self.history = name, probe, history
 
     def nodes(self, frame: Frame) -> Nodes:
-        """This host, with whatever its probe reports."""
+        """This host, with whatever its probe reports, and its fault history."""
         values = {k: np.array([v]) for k, v in (self.probe() if self.probe else {}).items()}
-        return Nodes([self.name], np.zeros(len(frame), np.intp), values)
+        return Nodes([self.name], np.zeros(len(frame), np.intp), values, self.history)
 
 
 class NoJobs:

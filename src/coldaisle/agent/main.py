@@ -60,13 +60,17 @@ class AgentOptions:
     signatures: list[Path] = field(default_factory=list)  # site signature files for the kernel log (triage format)
     state: Path | None = None  # `coldaisle health` reads it (default: beside the audit log)
     bmc: Path | None = None  # the BMC file for `power_cycle` (actions/bmc.py); none: power cycles are refused
+    drain: str = "auto"  # slurm | kubernetes | twin (auto: the twin on the simulator, else the node's scheduler)
+    kmsg: str | None = "auto"  # the kernel log to follow (auto: /dev/kmsg on a real node; `off`: none)
+    history: Path | None = None  # the node's fault history file (default: beside the audit log)
 
     def runtime(self) -> RuntimeOptions:
         """The node runtime these flags describe."""
         kind = BackendKind.parse(self.backend, (BackendKind.AUTO, BackendKind.NVML, BackendKind.SIM))
         return RuntimeOptions(BackendChoice(kind, self.scenario, self.node, speed=self.speed), self.policy,
                               self.enforce, self.interval_s, self.audit, webhook=self.webhook, bmc=self.bmc,
-                              signatures=list(self.signatures), hint=NO_GPU_HINT)
+                              signatures=list(self.signatures), hint=NO_GPU_HINT, drain=self.drain,
+                              kernel_log=None if self.kmsg == "off" else self.kmsg, history=self.history)
 
 
 def apply_priority(mode: str) -> str:
@@ -107,7 +111,7 @@ def _serve(o: AgentOptions, rt: NodeRuntime, applied: str, say: Callable[[str], 
         f"{'ENFORCING' if rt.enforce else 'dry-run (decides and audits, acts on nothing; --enforce to act)'}, "
         f"priority {applied}, metrics on {server.url}/metrics, audit log {o.audit}")
     sd = SdNotify.from_env()
-    rt.on_tick(_state_file(agent, o.state or o.audit.with_name("state.json"), rt.node))
+    rt.on_tick(_state_file(rt, o.state or o.audit.with_name("state.json"), rt.node))
     rt.on_tick(lambda *_: sd.tick())
     sd.ready(f"{rt.node}: {gpus} GPUs, {'enforcing' if rt.enforce else 'dry-run'}")
     stop = threading.Event()
@@ -138,22 +142,26 @@ def _export(rt: NodeRuntime, collector: FrameCollector) -> Callable[..., None]:
             views = agent.engine.views(agent.clock.monotonic())
         stats = AgentStats(agent.stats.samples, agent.stats.last_duration_s, agent.stats.last_wall,
                            sum(v.pending for v in views), sum(v.firing for v in views),
-                           {(str(a), str(s)): n for (a, s), n in runner.counts.items()})
+                           {(str(a), str(s)): n for (a, s), n in runner.counts.items()},
+                           float(runner.breaker is not None and runner.breaker.open))
         collector.update(frame, host=rt.host.last if rt.host else None, agent_state=stats,
-                         jobs=getattr(jobs_source, "last_refs", None), job_values=_job_values(jobs))
+                         jobs=getattr(jobs_source, "last_refs", None), job_values=_job_values(jobs),
+                         history=rt.history_stats(frame.wall_time))
 
     return export
 
 
-def _state_file(agent: Agent, state_path: Path, node: str) -> Callable[..., None]:
+def _state_file(rt: NodeRuntime, state_path: Path, node: str) -> Callable[..., None]:
     """After every tick: the state snapshot `coldaisle health` reads."""
+    agent = rt.agent
     writer = StateWriter(state_path, node, interval_s=agent.interval_s,
                          severities=lambda: {cr.rule.name: cr.rule.severity for cr in agent.engine.rules})
 
     def snapshot(frame: Any, nodes: Any, _jobs: Any, _decisions: list[Decision]) -> None:
         with agent.lock:
             views = agent.engine.views(agent.clock.monotonic())
-        writer.write(frame, nodes.values, views, samples=agent.stats.samples, errors=agent.stats.errors)
+        writer.write(frame, nodes.values, views, samples=agent.stats.samples, errors=agent.stats.errors,
+                     history=rt.history_stats(frame.wall_time), breaker=rt.runner.breaker)
 
     return snapshot
 
@@ -195,7 +203,11 @@ def _server(o: AgentOptions, collector: FrameCollector, agent: Agent, runner: Ac
         return ok, {"samples": agent.stats.samples, "last_sample_age_s": round(age, 3),
                     "errors": agent.stats.errors, "actions_dropped": runner.dropped}
 
-    def reset(rule: str | None) -> dict[str, Any]:
+    def reset(rule: str | None, breaker: bool = False) -> dict[str, Any]:
+        if breaker:
+            was = runner.breaker.reset() if runner.breaker is not None else False
+            audit.note("fleet breaker reset by hand", was_open=was)
+            return {"reset": "breaker", "was_open": was}
         with agent.lock:
             restores = agent.engine.reset(rule, agent.clock.monotonic())
         for d in restores:

@@ -26,7 +26,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     registry: CollectorRegistry
     health: Health
-    reset: Callable[[str | None], dict[str, Any]] | None = None
+    reset: Callable[[str | None, bool], dict[str, Any]] | None = None
     openmetrics: bool
 
 
@@ -36,7 +36,8 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go in two writes: without this a keep-alive client waits ~40 ms
 
     def do_POST(self) -> None:
-        """`POST /reset[?rule=NAME]`: clear latched rule state by hand (loopback clients only; audited)."""
+        """`POST /reset[?rule=NAME|?breaker=1]`: clear latched rule state, or close the fleet breaker, by hand
+        (loopback clients only; audited)."""
         path, _, query = self.path.partition("?")
         if path != "/reset" or self.server.reset is None:
             self._reply(404, b"not found\n", "text/plain; charset=utf-8")
@@ -44,9 +45,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not ipaddress.ip_address(self.client_address[0]).is_loopback:
             self._reply(403, b"reset is only accepted from this host\n", "text/plain; charset=utf-8")
             return
-        rule = parse_qs(query).get("rule", [None])[0]
+        params = parse_qs(query)
+        rule, breaker = params.get("rule", [None])[0], params.get("breaker", ["0"])[0] in ("1", "true", "yes")
         try:
-            result = self.server.reset(rule)
+            result = self.server.reset(rule, breaker)
         except KeyError as exc:
             self._reply(404, json.dumps({"error": f"no rule {exc.args[0]!r}"}).encode(), "application/json")
             return
@@ -92,7 +94,7 @@ class AgentServer:
 
     def __init__(self, registry: CollectorRegistry, health: Health, host: str = "127.0.0.1",
                  port: int = 9410, *, openmetrics: bool = True,
-                 reset: Callable[[str | None], dict[str, Any]] | None = None) -> None:
+                 reset: Callable[[str | None, bool], dict[str, Any]] | None = None) -> None:
         self.registry = registry
         self.reset = reset
         self.health = health

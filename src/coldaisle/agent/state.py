@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,12 @@ class AgentState:
     host: Mapping[str, float] = field(default_factory=dict)
     rules: tuple[RuleState, ...] = ()
     pid: int = 0
+    #: the node's fault history: "kind:code:window" -> events (e.g. "xid:79:7d": 2), and whether it is a lemon
+    history: Mapping[str, int] = field(default_factory=dict)
+    lemon: bool = False
+    breaker_open: bool = False  # the fleet breaker refuses every drain now
+    drain_max_share: float = 0.2  # the policy's fleet breaker, so `coldaisle health --slurm` drains under the same cap
+    drain_window_s: float = 3600.0
     schema: str = SCHEMA
 
     def to_json(self) -> dict[str, Any]:
@@ -98,7 +104,11 @@ class AgentState:
                    gpus=tuple(GpuState(**{k: _num(v) for k, v in g.items()}) for g in raw["gpus"]),
                    xids=tuple(XidSeen(**x) for x in raw.get("xids", ())),
                    host={str(k): _num(v) for k, v in raw.get("host", {}).items()},
-                   rules=tuple(RuleState(**r) for r in raw.get("rules", ())), pid=int(raw.get("pid", 0)))
+                   rules=tuple(RuleState(**r) for r in raw.get("rules", ())), pid=int(raw.get("pid", 0)),
+                   history={str(k): int(v) for k, v in raw.get("history", {}).items()},
+                   lemon=bool(raw.get("lemon", False)), breaker_open=bool(raw.get("breaker_open", False)),
+                   drain_max_share=float(raw.get("drain_max_share", 0.2)),
+                   drain_window_s=float(raw.get("drain_window_s", 3600.0)))
 
 
 def _num(v: Any) -> Any:
@@ -168,13 +178,20 @@ class StateWriter:
         self.failures = 0
 
     def write(self, frame: Any, host: Mapping[str, Sequence[float]], views: Sequence[Any], *, samples: int,
-              errors: int) -> None:
+              errors: int, history: Any = None, breaker: Any = None) -> None:
         """Snapshot one tick; an IO error is counted and swallowed (the agent keeps sampling)."""
         for ev in frame.events:
             if ev.kind == "xid" and ev.xid is not None:
                 self._xids[int(ev.device)] = (int(ev.xid), float(frame.wall_time))
         try:
-            write_state(self.path, self.snapshot(frame, host, views, samples=samples, errors=errors))
+            state = self.snapshot(frame, host, views, samples=samples, errors=errors)
+            if history is not None:  # agent.exporter.HistoryStats
+                state = replace(state, history={":".join(k): n for k, n in sorted(history.counts.items())},
+                                lemon=bool(history.lemon))
+            if breaker is not None:  # actions.fleet.FleetBreaker
+                state = replace(state, breaker_open=breaker.open, drain_max_share=breaker.max_share,
+                                drain_window_s=breaker.window_s)
+            write_state(self.path, state)
         except OSError:
             self.failures += 1
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from coldaisle.actions.drain import TAG, Runner, SlurmDrain
+from coldaisle.actions.fleet import FleetBreaker
 from coldaisle.actions.interface import Status
 
 HEALTH_TAG = f"{TAG} health:"
@@ -37,10 +38,26 @@ class NodeAction:
     detail: str
 
 
-def drain_for_health(drain: SlurmDrain, node: str, reason: str, *, dry_run: bool = False) -> NodeAction:
-    """Drain `node` with `coldaisle: health: <reason>`; a node already out of service is left as it is."""
+def drain_for_health(drain: SlurmDrain, node: str, reason: str, *, dry_run: bool = False,
+                     breaker: FleetBreaker | None = None) -> NodeAction:
+    """Drain `node` with `coldaisle: health: <reason>`; a node already out of service is left as it is.
+
+    With a `breaker` (the agent's policy's fleet breaker), the drain is counted as the agent counts its own:
+    refused when one more node out would exceed the share of the fleet, and undone when it raced others over it.
+    """
+    in_service = True
+    if breaker is not None:
+        why, in_service = breaker.before(node)
+        if why is not None:
+            return NodeAction(Status.REFUSED, f"{node} not drained: {why}")
     status, detail = drain.drain(node, f"health: {reason}", dry_run=dry_run)
-    return NodeAction(status, detail)
+    if breaker is None or dry_run or status != Status.DONE or not in_service:
+        return NodeAction(status, detail)
+    why = breaker.after(node)
+    if why is None:
+        return NodeAction(status, detail)
+    _, undone = drain.undrain(node)
+    return NodeAction(Status.REFUSED, f"{why}; {undone}")
 
 
 def resume_if_ours(drain: SlurmDrain, node: str, *, dry_run: bool = False) -> NodeAction | None:

@@ -77,7 +77,7 @@ def judge(state: AgentState, now: float, xid_severity: Mapping[int, str],
     if state.samples == 0:
         return unknown("the agent has not sampled yet")
     problems = [*_gpu_problems(state, lim), *_xid_problems(state, xid_severity), *_host_problems(state),
-                *_rule_problems(state)]
+                *_rule_problems(state), *_history_problems(state)]
     problems.sort(key=lambda p: -int(p.status))
     status = problems[0].status if problems else NagiosStatus.OK
     return HealthVerdict(status, tuple(problems))
@@ -106,6 +106,14 @@ def _xid_problems(state: AgentState, xid_severity: Mapping[int, str]) -> list[Pr
         status = NagiosStatus.CRITICAL if sev == "critical" else NagiosStatus.WARNING
         out.append(Problem(status, f"gpu{x.device} Xid {x.xid} {x.age_s:.0f} s ago"))
     return out
+
+
+def _history_problems(state: AgentState) -> list[Problem]:
+    """A lemon node (drained too often in its window) is a WARNING: in service, but due for inspection."""
+    if not state.lemon:
+        return []
+    drains = max((n for k, n in state.history.items() if k.startswith("drain:")), default=0)
+    return [Problem(NagiosStatus.WARNING, f"lemon node: drained {drains} times within 30 days (node history)")]
 
 
 def _host_problems(state: AgentState) -> list[Problem]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -70,6 +70,14 @@ class Jobs:
     values: Mapping[str, np.ndarray] = field(default_factory=dict)  # e.g. job_progress_age_s per job
 
 
+class FaultCounts(Protocol):
+    """A node's durable fault history, as the policy's `count(kind[, code], window)` reads it."""
+
+    def count(self, node: str, kind: str, code: int | None, seconds: float, now: float) -> int:
+        """Events of `kind` (and `code`) on `node` within `seconds` before `now` (UTC)."""
+        ...
+
+
 @dataclass
 class Nodes:
     """Which node each device belongs to (one node on a real host, many in a simulated cluster)."""
@@ -77,6 +85,7 @@ class Nodes:
     names: Sequence[str]
     of_device: np.ndarray
     values: Mapping[str, np.ndarray] = field(default_factory=dict)  # host signals per node
+    history: FaultCounts | None = None  # each node's fault history (none: `count(...)` of it is unknown)
 
 
 class EvalContext:
@@ -181,6 +190,14 @@ class EvalContext:
         """Aggregate per-device values over each node or job."""
         groups = self.nodes.of_device if scope == "node" else self.job_of_device
         return reduce_groups(op, values, np.asarray(groups), self.size(scope))
+
+    def history_count(self, kind: str, code: int | None, seconds: float) -> np.ndarray:
+        """`count(kind[, code], window)` per node from the nodes' fault history (NaN where there is none)."""
+        h = self.nodes.history
+        if h is None:
+            return _unknown(len(self.nodes.names))
+        now = self.frame.wall_time
+        return np.array([h.count(n, kind, code, seconds, now) for n in self.nodes.names], dtype=float)
 
     # -- history --------------------------------------------------------------------------------
     def windowed(self, kind: str, column: str, seconds: float) -> np.ndarray:

@@ -6,6 +6,8 @@
 - `avg_over(col, seconds)`, `max_over(col, seconds)`.
 - `max(x) min(x) mean(x) sum(x) any(c) all(c) share(c) count(c)`: over the GPUs of a node or job rule.
 - `known(x)`: x is a real reading (not NaN); `abs(x)`.
+- `count(kind, window)`, `count(kind, code, window)`: events in the node's fault history within the window (a
+  number of seconds, or a duration such as "7 d"), e.g. `count(xid, 79, "7 d") >= 2`, `count(drain, "30 d")`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from coldaisle.policy import names as N
 from coldaisle.policy.compiler import CompileError, Expr, _col, merge_windows
+from coldaisle.units import UnitError, parse_quantity
 
 if TYPE_CHECKING:
     from coldaisle.policy.compiler import Compiler
@@ -27,6 +30,8 @@ def compile_call(comp: Compiler, node: ast.Call, within: str) -> Expr:
     name = node.func.id  # type: ignore[attr-defined]
     if name in N.WINDOWED:
         return _windowed(comp, node, name, within)
+    if name == "count" and len(node.args) in (2, 3) and isinstance(node.args[0], ast.Name):
+        return _history(node)
     if name in N.AGGREGATES:
         return _aggregate(comp, node, name, within)
     if name in ("known", "abs"):
@@ -39,6 +44,28 @@ def compile_call(comp: Compiler, node: ast.Call, within: str) -> Expr:
             return Expr(lambda c, f=e.fn: ~np.isnan(np.asarray(f(c), dtype=float)), e.level, "bool", e.windows)
         return Expr(lambda c, f=e.fn: np.abs(f(c)), e.level, "num", e.windows)
     raise CompileError(f"unknown function {name!r}", _col(node))
+
+
+def _history(node: ast.Call) -> Expr:
+    """`count(kind[, code], window)`: a node-level count from the node's fault history."""
+    kind = node.args[0].id  # type: ignore[attr-defined]
+    if kind not in N.HISTORY:
+        raise CompileError(f"count() of the history needs a kind: {', '.join(N.HISTORY)}", _col(node.args[0]))
+    code = None
+    if len(node.args) == 3:
+        arg = node.args[1]
+        if not isinstance(arg, ast.Constant) or isinstance(arg.value, bool) or not isinstance(arg.value, int):
+            raise CompileError("the code must be a whole number, e.g. count(xid, 79, \"7 d\")", _col(arg))
+        code = int(arg.value)
+    window = node.args[-1]
+    try:
+        if not isinstance(window, ast.Constant) or isinstance(window.value, bool):
+            raise UnitError("not a constant")
+        value = window.value
+        seconds = float(value) if isinstance(value, (int, float)) else parse_quantity(value, "duration")
+    except UnitError:
+        raise CompileError('the window must be a duration, e.g. "7 d" or 3600', _col(window)) from None
+    return Expr(lambda c, k=kind, x=code, w=seconds: c.history_count(k, x, w), "node", "num", cost=3.0)
 
 
 def _seconds(node: ast.AST) -> float:

@@ -49,4 +49,17 @@ CONSTANTS = {
 }
 
 WINDOWED = {"rate", "delta", "time_to", "avg_over", "max_over"}
+#: What a node's durable fault history counts: `count(kind, window)` or `count(kind, code, window)` in a condition
+#: (the agent records them: agent/faultlog.py).
+HISTORY = {
+    "xid": "an Xid the driver reported (code: the Xid number)",
+    "gpu_lost": "a GPU that fell off the bus or stopped answering (code 79)",
+    "ecc": "an uncorrectable ECC error count that went up",
+    "row_remap": "a row remapping pending or failed",
+    "pcie_burst": "more than 50 PCIe replays within a minute on one GPU",
+    "drain": "a drain of the node by coldaisle",
+    "resume": "a resume of the node by coldaisle (a drain that healed)",
+    "power_cycle": "a power cycle through the node's BMC",
+    "kill": "a process coldaisle signalled (SIGTERM or SIGKILL)",
+}
 AGGREGATES = {"max", "min", "mean", "sum", "any", "all", "share", "count"}

@@ -36,8 +36,13 @@ def _fields(model: type[BaseModel]) -> list[str]:
     for name, f in model.model_fields.items():
         key = f.alias or name
         kind = _type(f.annotation)
-        value = f.default.value if hasattr(f.default, "value") else f.default
-        default = "required" if f.is_required() else f"`{value!r}`"
+        value = f.get_default(call_default_factory=True)
+        value = value.value if hasattr(value, "value") else value
+        if isinstance(value, BaseModel):
+            value = ", ".join(f"{k}: {v!r}" for k, v in value.model_dump().items())
+            default = "required" if f.is_required() else f"`{value}`"
+        else:
+            default = "required" if f.is_required() else f"`{value!r}`"
         rows.append(f"| `{key}` | `{kind}` | {default} | {f.description or ''} |")
     return rows
 
@@ -82,5 +87,8 @@ def render() -> str:
            "| `avg_over(col, seconds)`, `max_over(col, seconds)` | mean and maximum over the window |",
            "| `max(x) min(x) mean(x) sum(x)` | over the GPUs of a node or job (known readings only) |",
            "| `any(c) all(c) share(c) count(c)` | of a condition over the GPUs of a node or job |",
+           "| `count(kind, window)`, `count(kind, code, window)` | events of `kind` in the node's durable fault "
+           "history within the window (seconds, or a string such as `\"7 d\"`): "
+           + ", ".join(f"`{k}` ({v})" for k, v in N.HISTORY.items()) + "; a per-node value |",
            "| `known(x)` | the reading exists (not NaN) |", "| `abs(x)` | absolute value |", ""]
     return "\n".join(out)

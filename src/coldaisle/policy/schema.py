@@ -66,9 +66,19 @@ class Rule(_Strict):
     verdict: Literal["hang", "runaway_memory", "thermal"] | None = Field(
         None, description="what `coldaisle run` calls a job this rule stops, and so its exit code (docs/run.md); "
                           "hang rules are left to run's own --hang-timeout watches")
+    resume_after: Seconds | None = Field(
+        None, description="a node this rule drained is resumed once the rule has stayed clear this long and a GPU "
+                          "preflight passes (none: a person resumes it)")
     enabled: bool = True
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Lemon(_Strict):
+    """When a node is a lemon: drained this often within the window (a metric and `coldaisle health` say so)."""
+
+    drains: int = Field(3, ge=1, description="drains within the window that make a node a lemon")
+    within: Seconds = Field(30 * 86400.0, description="the window, a duration such as `30 d`")
 
 
 class Policy(_Strict):
@@ -77,6 +87,15 @@ class Policy(_Strict):
     mode: Literal["dry-run", "enforce"] = Field(
         "dry-run", description="`enforce` acts; `dry-run` decides and audits only (overridden by --enforce)")
     rules: list[Rule] = Field(min_length=1)
-    drain_max_share: float = Field(0.1, gt=0, le=1, description="circuit breaker: share of the fleet per window")
-    drain_window: Seconds = Field(3600.0, description="circuit breaker window, a duration such as `1 h`")
-    fleet_size: int = Field(1, ge=1, description="nodes in the fleet, for the drain circuit breaker")
+    drain_max_share: float = Field(0.2, gt=0, le=1, description="fleet breaker: the share of the fleet that may "
+                                   "be out of service (coldaisle's recent drains plus every node down or drained)")
+    drain_window: Seconds = Field(3600.0, description="fleet breaker: how long a drain of ours counts as recent, and "
+                                                      "how long a tripped breaker stays open")
+    drain_reset: Literal["window", "manual"] = Field(
+        "window", description="fleet breaker: a tripped breaker closes when the window passes, or only on "
+                              "`coldaisle agent reset --breaker`")
+    max_resumes_per_day: int = Field(2, ge=0, description="healing: a node coldaisle resumed this often in 24 h "
+                                                          "stays drained, and its reason says why")
+    lemon: Lemon = Field(default_factory=Lemon, description="when a node counts as a lemon")
+    fleet_size: int | None = Field(None, ge=1, description="no longer used: the fleet breaker counts the nodes the "
+                                                           "scheduler lists (accepted so older policy files load)")

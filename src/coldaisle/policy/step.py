@@ -56,9 +56,31 @@ class PolicyStep:
         self.engine = Engine(policy.rules, wall=wall, note=note)
         self.history = History(policy.windows, interval_s)
         self.xids = XidMemory(devices)
+        self.last: EvalContext | None = None
 
     def __call__(self, frame: Frame, nodes: Nodes, jobs: Jobs) -> list[Decision]:
         """The Decisions due at this Frame; the history keeps it for windowed functions."""
-        ctx = EvalContext(frame, nodes, jobs, self.history, xid_last=self.xids.column(frame))
+        ctx = self.last = EvalContext(frame, nodes, jobs, self.history, xid_last=self.xids.column(frame))
         self.history.append(frame, {c: ctx.column(c, "device") for c in self.history.columns})
         return self.engine.evaluate(ctx)
+
+    def held_nodes(self, rule: str) -> set[str]:
+        """The nodes where `rule` holds now (pending or firing, within its clear hysteresis), as of the last Frame."""
+        ctx, tracks = self.last, self.engine.tracks.get(rule)
+        if ctx is None or not tracks:
+            return set()
+        names, of_device = ctx.nodes.names, ctx.nodes.of_device
+        by_uuid = {d.uuid or f"{d.node}/{d.index}": names[int(of_device[i])] for i, d in enumerate(ctx.frame.devices)}
+        jobs = {name: {names[int(n)] for n in of_device[ctx.job_of_device == j]}
+                for j, name in enumerate(ctx.jobs.names)}
+        out: set[str] = set()
+        for key in tracks:
+            if isinstance(key, tuple):  # process: (node, pid)
+                out.add(str(key[0]))
+            elif key in by_uuid:
+                out.add(by_uuid[key])
+            elif key in names:
+                out.add(str(key))
+            else:
+                out |= jobs.get(key, set())
+        return out

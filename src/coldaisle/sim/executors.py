@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from coldaisle.actions.bmc import POWER_CYCLES_OFF
+from coldaisle.actions.fleet import NodeState
 from coldaisle.actions.interface import ActionKind, Decision, Outcome, Status
 from coldaisle.actions.signal import ESCALATE_DRAIN
 from coldaisle.sim.twin import Twin
@@ -66,7 +67,26 @@ class SimDrain:
 
     def __init__(self, twin: Twin) -> None:
         self.twin = twin
-        self.ours: set[str] = set()  # nodes this executor drained
+        self.ours: dict[str, float] = {}  # nodes this executor drained -> when (simulated UTC)
+        self.reasons: dict[str, str] = {}  # node -> the reason of our drain
+
+    def fleet(self) -> list[NodeState]:
+        """The twin's nodes as a scheduler shows them: drained or down is out of service; ours since our drain."""
+        return [self.node_state(name) for name in self.twin.plan.layout.node_names]
+
+    def node_state(self, node: str) -> NodeState:
+        """One node of the twin for the fleet breaker and the healer."""
+        i, s = self.twin.plan.layout.node_index[node], self.twin.state
+        drained = bool(s.node_drained[i])
+        return NodeState(node, drained or not bool(s.node_up[i]), node in self.ours and drained, self.ours.get(node),
+                         self.reasons.get(node, ""))
+
+    def retag(self, node: str, reason: str, *, dry_run: bool = False) -> tuple[Status, str]:
+        """Change our drain's reason (the node stays drained)."""
+        if dry_run:
+            return Status.DRY_RUN, f"would have set {node}'s reason: coldaisle: {reason}"
+        self.reasons[node] = f"coldaisle: {reason}"
+        return Status.DONE, f"{node} stays drained: coldaisle: {reason}"
 
     def execute(self, decision: Decision, *, dry_run: bool) -> Outcome:
         """Drain, or with `decision.restore` undrain, the target's node."""
@@ -87,7 +107,7 @@ class SimDrain:
         if not self.twin.drain(index, tagged, by="coldaisle"):
             who = "coldaisle" if node in self.ours else "a person"
             return Status.DONE, f"already drained by {who}; left alone"
-        self.ours.add(node)
+        self.ours[node], self.reasons[node] = self.twin.clock.time(), tagged
         return Status.DONE, f"drained {node} ({tagged})"
 
     def _undrain(self, node: str, index: int, dry_run: bool) -> tuple[Status, str]:
@@ -98,7 +118,8 @@ class SimDrain:
         if dry_run:
             return Status.DRY_RUN, f"would have resumed {node}"
         self.twin.state.node_drained[index] = False  # the twin has no undrain actuator yet
-        self.ours.discard(node)
+        self.ours.pop(node, None)
+        self.reasons.pop(node, None)
         return Status.DONE, f"resumed {node}"
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from coldaisle.policy.context import Jobs, Nodes
+from coldaisle.policy.context import FaultCounts, Jobs, Nodes
 from coldaisle.sim.backend import SimBackend
 from coldaisle.telemetry.frame import Frame
 
@@ -14,8 +14,8 @@ from coldaisle.telemetry.frame import Frame
 class SimNodes:
     """Each device's node, and per node the inlet temperature its BMC would report."""
 
-    def __init__(self, backend: SimBackend) -> None:
-        self.backend, self.twin = backend, backend.twin
+    def __init__(self, backend: SimBackend, history: FaultCounts | None = None) -> None:
+        self.backend, self.twin, self.history = backend, backend.twin, history
         lay = self.twin.plan.layout
         node_of = lay.gpu_node[backend.gpus]
         self.node_ids, self.of_device = np.unique(node_of, return_inverse=True)
@@ -31,7 +31,7 @@ class SimNodes:
             self._down = (s.nodes_version, ~s.node_up[self.node_ids])
         if np.count_nonzero(self._down[1]):
             inlet[self._down[1]] = np.nan
-        return Nodes(self.names, self.of_device, {"inlet_c": inlet})
+        return Nodes(self.names, self.of_device, {"inlet_c": inlet}, self.history)
 
 
 class SimJobs:

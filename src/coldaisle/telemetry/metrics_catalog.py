@@ -38,6 +38,7 @@ class MetricGroup(StrEnum):
     HOST = "host"  # when the loop passes a HostSample
     AGENT = "agent"  # when the loop passes AgentStats
     JOB = "job"  # one series per running job with a heartbeat (coldaisle run): progress age, latencies
+    HISTORY = "history"  # the node's durable fault history: counts over windows, the lemon flag
     DCGM = "dcgm"  # when the exporter is built with dcgm_names=True
 
 
@@ -167,6 +168,13 @@ CATALOG: tuple[PromMetric, ...] = (
        "rules_firing"),
     _g("coldaisle_agent_actions_total", "Actions the agent took, by action and outcome status", _AGENT, "actions",
        kind=MetricType.COUNTER, labels=(*NODE_LABELS, "action", "status")),
+    _g("coldaisle_agent_fleet_breaker_open", "1 while the fleet breaker refuses every drain (tripped, until its "
+       "window passes or `coldaisle agent reset --breaker`)", _AGENT, "breaker_open"),
+    _g("coldaisle_node_fault_events", "Events in the node's durable fault history within the window (kind: xid, "
+       "gpu_lost, ecc, row_remap, pcie_burst, drain, resume, power_cycle, kill; code: the Xid)", MetricGroup.HISTORY,
+       "events", labels=(*NODE_LABELS, "kind", "code", "window")),
+    _g("coldaisle_node_lemon", "1 when the node was drained as often as the policy's `lemon` says within its "
+       "window: take it out and inspect it", MetricGroup.HISTORY, "lemon"),
     _g("coldaisle_job_progress_age_seconds", "Seconds since the job's freshest rank reported progress "
        "(coldaisle.progress(); jobs launched by coldaisle run)", MetricGroup.JOB, "job_progress_age_s", unit="seconds",
        labels=(*NODE_LABELS, "workload")),

@@ -1,0 +1,193 @@
+"""A node's fault history: what went wrong on it and what coldaisle did, kept across agent restarts and reboots.
+
+One Xid is an event; the same Xid after every reboot for a week is a card to pull, and three drains in a month
+is a lemon node. The policy reads counts over windows (`count(xid, 79, 7 d)`, `count(drain, 30 d)`), so such
+escalation is policy, not code. A real node keeps one JSON file (written to a temporary name, fsync'd, then
+renamed: a crash leaves the old file or the new one, never half of one), bounded to `max_events` within
+`max_age_s`; the twin keeps one history per simulated node in memory. Events are recorded from each Frame
+(Xid, GPU lost, uncorrectable ECC, row remaps, PCIe replay bursts), from the kernel log, and from the
+actions' outcomes (drains, resumes, power cycles, kills).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from coldaisle.actions.interface import ActionKind, Outcome, Status
+from coldaisle.policy.names import HISTORY
+from coldaisle.telemetry.frame import Frame
+
+log = logging.getLogger(__name__)
+SCHEMA = "coldaisle.node-history/1"
+KINDS = tuple(HISTORY)  # what the policy can count (policy/names.py)
+WINDOWS = (("1d", 86400.0), ("7d", 7 * 86400.0), ("30d", 30 * 86400.0))  # the exported counts
+PCIE_BURST = 50.0  # replays within a minute that make a burst (the default policy's pcie-errors threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEvent:
+    """One thing that went wrong (or was done) on the node: when (UTC), what, which code, which GPU."""
+
+    time: float
+    kind: str
+    code: int | None = None
+    device: str = ""  # the GPU's uuid, when the event is about one
+    detail: str = ""
+
+
+class NodeHistory:
+    """One node's events, newest last; durable when given a path (see the module doc)."""
+
+    def __init__(self, node: str, path: Path | None = None, *, max_events: int = 5000,
+                 max_age_s: float = 90 * 86400.0) -> None:
+        self.node, self.path, self.max_events, self.max_age_s = node, path, max_events, max_age_s
+        self.events: list[FaultEvent] = []
+        self._lock = threading.Lock()  # the sampling loop and the action worker both record
+        if path is not None:
+            self.events = _load(path)
+
+    def add(self, event: FaultEvent) -> None:
+        """Record an event (bounded), and persist it when this history has a file; never raises."""
+        with self._lock:
+            self.events.append(event)
+            horizon = event.time - self.max_age_s
+            self.events = [e for e in self.events if e.time >= horizon][-self.max_events:]
+            if self.path is not None:
+                try:
+                    _save(self.path, self.node, self.events)
+                except OSError as exc:  # a full disk must not stop the agent: the next event tries again
+                    log.warning("node history not saved to %s: %s", self.path, exc)
+
+    def count(self, kind: str, seconds: float, now: float, code: int | None = None) -> int:
+        """Events of `kind` (and `code`) within `seconds` before `now`."""
+        since = now - seconds
+        return sum(1 for e in self.events if e.kind == kind and e.time >= since and (code is None or e.code == code))
+
+    def counts(self, now: float) -> dict[tuple[str, str, str], int]:
+        """(kind, code, window) -> events, for every kind and code seen, over the exported windows."""
+        keys = sorted({(e.kind, "" if e.code is None else str(e.code)) for e in self.events})
+        return {(kind, code, name): self.count(kind, seconds, now, int(code) if code else None)
+                for kind, code in keys for name, seconds in WINDOWS}
+
+
+class NodeHistories(dict[str, NodeHistory]):
+    """Every watched node's history by name; answers the policy's `count(kind[, code], window)`."""
+
+    def count(self, node: str, kind: str, code: int | None, seconds: float, now: float) -> int:
+        """Events of `kind` (and `code`) on `node` within `seconds` before `now` (0 for a node without history)."""
+        h = self.get(node)
+        return h.count(kind, seconds, now, code) if h is not None else 0
+
+    def record_outcome(self, outcome: Outcome) -> None:
+        """What coldaisle did to a node, when it was done (not dry-run, not refused): drains, resumes, cycles, kills."""
+        d = outcome.decision
+        kind = _DONE_KINDS.get(d.action) if outcome.status == Status.DONE else None
+        if kind == "drain" and d.restore:
+            kind = "resume"
+        h = self.get(d.target.node)
+        if kind is not None and h is not None and not outcome.detail.startswith("already"):
+            h.add(FaultEvent(outcome.time, kind, None, d.target.uuid or "", f"{d.rule}: {outcome.detail}"[:300]))
+
+    def lemon(self, node: str, drains: int, within_s: float, now: float) -> bool:
+        """Drained at least `drains` times within `within_s`: a node to take out for good and inspect."""
+        return self.count(node, "drain", None, within_s, now) >= drains
+
+
+_DONE_KINDS = {ActionKind.DRAIN: "drain", ActionKind.POWER_CYCLE: "power_cycle", ActionKind.SIGTERM: "kill",
+               ActionKind.SIGKILL: "kill"}
+
+
+class FaultRecorder:
+    """Turns each Frame into history events: new Xids, GPUs lost, uncorrectable ECC, row remaps, PCIe bursts."""
+
+    def __init__(self, histories: Mapping[str, NodeHistory]) -> None:
+        self.histories = histories
+        self._prev: dict[str, np.ndarray] = {}
+        self._replays: dict[int, list[tuple[float, float]]] = {}  # device -> (time, replay total) of the last minute
+        self._burst_at: dict[int, float] = {}
+
+    def observe(self, frame: Frame) -> None:
+        """Record what changed since the previous Frame."""
+        t, devices = frame.wall_time, frame.devices
+        for ev in frame.events:
+            if ev.kind == "xid" and ev.xid is not None and 0 <= ev.device < len(devices):
+                self._add(devices[ev.device].node, FaultEvent(t, "xid", int(ev.xid), devices[ev.device].uuid))
+        for kind, column in (("gpu_lost", "lost"), ("ecc", "ecc_uncorrected_total"),
+                             ("row_remap", "remapped_rows_pending"), ("row_remap", "remapped_rows_failure")):
+            for i in self._rises(column, np.asarray(getattr(frame, column), dtype=float)):
+                self._add(devices[i].node, FaultEvent(t, kind, 79 if kind == "gpu_lost" else None, devices[i].uuid))
+        self._bursts(frame)
+
+    def _rises(self, column: str, now: np.ndarray) -> list[int]:
+        """Devices whose value went up since the previous Frame (NaN never counts)."""
+        prev = self._prev.get(column)
+        self._prev[column] = now
+        if prev is None or prev.shape != now.shape:
+            return []
+        with np.errstate(invalid="ignore"):
+            return np.flatnonzero(now > prev).tolist()
+
+    def _bursts(self, frame: Frame) -> None:
+        """PCIe replays: more than PCIE_BURST within a minute is one burst (at most one per device per 10 min)."""
+        replays = frame.pcie_replay_total
+        for i in np.flatnonzero(np.isfinite(replays)).tolist():
+            seen = self._replays.setdefault(i, [])
+            seen.append((frame.wall_time, float(replays[i])))
+            while seen and seen[0][0] < frame.wall_time - 60.0:
+                seen.pop(0)
+            if seen[-1][1] - seen[0][1] > PCIE_BURST and frame.wall_time - self._burst_at.get(i, -1e18) >= 600.0:
+                self._burst_at[i] = frame.wall_time
+                d = frame.devices[i]
+                self._add(d.node, FaultEvent(frame.wall_time, "pcie_burst", None, d.uuid,
+                                             f"{seen[-1][1] - seen[0][1]:.0f} replays in a minute"))
+
+    def _add(self, node: str, event: FaultEvent) -> None:
+        history = self.histories.get(node)
+        if history is not None:
+            history.add(event)
+
+
+def _load(path: Path) -> list[FaultEvent]:
+    """The events of a history file; an unreadable one is set aside (renamed), never silently overwritten."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"schema {data.get('schema')!r}, expected {SCHEMA}")
+        return [FaultEvent(float(e["time"]), str(e["kind"]), None if e.get("code") is None else int(e["code"]),
+                           str(e.get("device", "")), str(e.get("detail", ""))) for e in data["events"]]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        aside = path.with_name(f"{path.name}.unreadable")
+        with contextlib.suppress(OSError):
+            path.replace(aside)
+        log.warning("node history %s unreadable (%s); kept as %s, starting a new one", path, exc, aside)
+        return []
+
+
+def _save(path: Path, node: str, events: Iterable[FaultEvent]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"schema": SCHEMA, "node": node,
+            "events": [{"time": e.time, "kind": e.kind, "code": e.code, "device": e.device, "detail": e.detail}
+                       for e in events]}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(body, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
