@@ -21,6 +21,15 @@ def data() -> Path:
     return DATA
 
 
+@pytest.fixture(scope="session")
+def real_corpus(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The real-world corpus triaged once: (outcomes per record, the whole TriageResult, the score)."""
+    from realcorpus import load_records, run, score
+
+    outcomes, result = run(load_records(), tmp_path_factory.mktemp("real-corpus"))
+    return outcomes, result, score(outcomes)
+
+
 def _twin_logs(root: Path, scenario: str, until: str) -> tuple[Path, list]:
     """Run the twin in process (unprotected) and write every node's logs; returns the log dir and truth."""
     from coldaisle.sim.run import load_plan, parse_until, replay, write_logs

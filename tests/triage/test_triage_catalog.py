@@ -30,8 +30,16 @@ def _nvsmi_classes() -> set[str]:
     return {h.cls for h in itertools.chain(NvidiaSmiSource().hits(iter([path.read_bytes()]), ctx))}
 
 
-def test_every_class_has_real_lines() -> None:
-    covered = {c["class"] for c in CASES} | _nvsmi_classes()
+def _real_corpus_classes(matcher: Matcher) -> set[str]:
+    """Classes the real-world corpus's lines (tests/data/triage/real/) get, line by line."""
+    from realcorpus import load_records
+
+    lines = (line for rec in load_records() for line in rec.lines.splitlines())
+    return {m.cls for line in lines if (m := matcher.first(line)) is not None}
+
+
+def test_every_class_has_real_lines(matcher: Matcher) -> None:
+    covered = {c["class"] for c in CASES} | _nvsmi_classes() | _real_corpus_classes(matcher)
     missing = set(load_catalog().classes) - covered
     assert not missing, f"catalog classes without a test line: {sorted(missing)}"
 
@@ -116,6 +124,10 @@ def test_user_signatures_come_first_and_replace_by_id(tmp_path: Path) -> None:
      "colour", 7),
     ("signatures:\n  - id: a\n    class: x\n    severity: error\n    pattern: 'a(?P<b>c)'\n    meaning: m\n"
      "    group_by: [nope]\n", "group_by", 7),
+    ("signatures:\n  - id: a\n    class: x\n    severity: error\n    pattern: 'a(?!b)'\n    meaning: m\n",
+     "pattern", 5),
+    ("signatures:\n  - id: a\n    class: x\n    severity: error\n    pattern: 'a'\n    meaning: m\n"
+     "    alarm_rate: {field: k, value: v, lines: 0, window_s: 60}\n", "alarm_rate", 7),
 ])
 def test_bad_signature_file_names_file_line_field(tmp_path: Path, body: str, field: str, line: int) -> None:
     p = _write(tmp_path, body)

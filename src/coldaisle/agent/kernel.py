@@ -20,7 +20,8 @@ from coldaisle.telemetry.frame import DeviceInfo
 
 log = logging.getLogger("coldaisle.agent.kernel")
 WINDOW_S = 300.0
-_GPU_CLASSES = {"xid", "gpu_fell_off_bus", "kernel_panic", "hung_task", "oom_kill", "pcie_aer"}
+_GPU_CLASSES = {"xid", "gpu_fell_off_bus", "gsp_timeout", "gsp_error", "nvswitch_error", "kernel_panic", "hung_task",
+                "oom_kill", "pcie_aer"}
 
 
 def short_pci(bus_id: str) -> str:

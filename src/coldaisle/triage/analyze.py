@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from coldaisle.triage.alarms import apply_alarms
 from coldaisle.triage.catalog import Catalog, load_catalog
 from coldaisle.triage.engine import MAX_EVENTS, ScanReading, read_inputs
 from coldaisle.triage.interface import Hit
@@ -40,8 +41,8 @@ class TriageResult:
 
     @property
     def alarms(self) -> list[Hit]:
-        """Hits that are not benign."""
-        return [h for h in self.hits if not h.benign]
+        """Hits that raise an alarm (warning or worse; rate-gated kinds only at their rate)."""
+        return [h for h in self.hits if h.alarm]
 
 
 def sensor_peaks(reading: ScanReading) -> dict[str, float]:
@@ -66,8 +67,10 @@ def triage(paths: Sequence[str | Path], *, signatures: Sequence[str | Path] = ()
     clocks = boot_times(hits)
     date_uptimes(hits, clocks)
     estimate_skew(hits, clocks, apply=align_clocks)
+    apply_alarms(hits, catalog)
     resolve_peers(hits, reading.ip_hosts)
     hits.sort(key=sort_key)
     groups = group(hits, catalog)
-    hypotheses = rank(hits, sensor_peaks(reading))
+    skews = {} if align_clocks else {h: s for h, c in clocks.items() if (s := c.trusted_skew) is not None}
+    hypotheses = rank(hits, sensor_peaks(reading), skews)
     return TriageResult(reading, hits, groups, hypotheses, clocks, catalog, engine_name(), clock() - start)

@@ -2,8 +2,9 @@
 
 Signatures are shaped like node-problem-detector's `{type, reason, pattern}`: a class, a severity, a Python
 regex whose named groups become the event's fields, and the meaning and recommended action a reader needs.
-`signatures.yaml` ships in the package; `--signatures FILE` adds a user's own, which are tried first. The
-first signature that matches a line wins, so benign look-alikes are listed before the alarms they resemble.
+`signatures.yaml` ships in the package (schema in `catalog_model.py`); `--signatures FILE` adds a user's own,
+which are tried first. The first signature that matches a line wins, so benign look-alikes are listed before
+the alarms they resemble. Context lines (not events on their own) and value rules come from the same files.
 
     from coldaisle.triage.catalog import load_catalog
     matcher = load_catalog().matcher()
@@ -19,71 +20,25 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from coldaisle.config import Located, load_model, parse_model
 from coldaisle.errors import ConfigError
 from coldaisle.telemetry.events import Severity
+from coldaisle.triage.catalog_model import CatalogFile, ContextSpec, SignatureSpec, ValueRule, XidSpec
+from coldaisle.triage.matcher import Matcher
 
-SeverityName = Literal["debug", "info", "warning", "error", "critical"]
-_NAMED = re.compile(r"\(\?P<(\w+)>")
+_NAMED = re.compile(r"\(\?P<(\w+?)(?:__\d+)?>")
 _PCI_SHORT = re.compile(r"^[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}$")
+_PCI_LONG_DOMAIN = re.compile(r"^0{4}([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.[0-7])?)$")
 _NONE_VALUES = frozenset({"<unknown>", "N/A", "n/a", "(null)", ""})
 _TEXT_FIELDS = frozenset({"address", "ip", "op_count", "comm", "bus", "version", "detail", "reason", "error",
-                          "tried", "rtc_time", "gpu_uuid"})  # hex or free text: never turned into numbers
-
-
-class SignatureSpec(BaseModel):
-    """One signature as written in the YAML file."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
-    cls: str = Field(alias="class", pattern=r"^[a-z][a-z0-9_]*$")
-    severity: SeverityName
-    source: str = "log"
-    pattern: str
-    ignore_case: bool = False
-    meaning: str
-    action: str = ""
-    group_by: list[str] = []
-    severity_by: dict[str, dict[str, SeverityName]] = {}  # field -> value -> severity (e.g. AER kind)
-    refs: list[str] = []
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        if "(?P=" in value:
-            raise ValueError("back-references cannot run in the multi-pattern scanner")
-        return value
-
-
-class XidSpec(BaseModel):
-    """What NVIDIA documents for one Xid code, and what to do about it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    severity: SeverityName
-    meaning: str
-    action: str
-
-
-class CatalogFile(BaseModel):
-    """A signature file: signatures, and (in the shipped file) the Xid code table."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    signatures: list[SignatureSpec]
-    xids: dict[int, XidSpec] = {}
-    refs: list[str] = []
+                          "tried", "rtc_time", "gpu_uuid", "sector_hex", "state", "device", "node", "server",
+                          "peer", "pod", "task"})  # hex, names or free text: never turned into numbers
+_PCI_FIELDS = frozenset({"pci", "device_pci", "port_pci"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +56,14 @@ class Signature:
 
 
 @dataclass(frozen=True, slots=True)
+class Context:
+    """A compiled context-line pattern."""
+
+    spec: ContextSpec
+    regex: re.Pattern[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Match:
     """One signature matching one line: its class, resolved severity, typed fields, meaning and action."""
 
@@ -112,26 +75,37 @@ class Match:
     action: str
 
 
-def _value(key: str, raw: str) -> Any:
-    """Typed field value: integers as int, NVRM's short PCI id with its function, unknowns dropped."""
+def pci_value(text: str) -> str:
+    """`0000:b1:00` (NVRM) -> `0000:b1:00.0`; `00000000:86:00.0` (NVSwitch, NVML) -> `0000:86:00.0`."""
+    text = text.lower()
+    if m := _PCI_LONG_DOMAIN.match(text):
+        text = m[1]
+    return text + ".0" if _PCI_SHORT.match(text) else text
+
+
+def value(key: str, raw: str) -> Any:
+    """Typed field value: integers as int, PCI addresses in the kernel's form, unknowns dropped."""
     text = raw.strip().strip("'\"")
     if text in _NONE_VALUES:
         return None
-    if key in ("pci", "device_pci") and _PCI_SHORT.match(text):
-        return text.lower() + ".0"  # NVRM prints 0000:b1:00; NVML and the kernel name 0000:b1:00.0
-    if key in ("pci", "device_pci"):
-        return text.lower()
-    if text.isdigit() and len(text) < 19 and key not in _TEXT_FIELDS:
+    if key in _PCI_FIELDS:
+        return pci_value(text)
+    if text.lstrip("-").isdigit() and len(text) < 19 and key not in _TEXT_FIELDS:
         return int(text)
     return text
 
 
 class Catalog:
-    """Every signature in precedence order, plus the Xid code table."""
+    """Every signature in precedence order, the context lines, value rules and the Xid code table."""
 
-    def __init__(self, signatures: Sequence[Signature], xids: dict[int, XidSpec]) -> None:
+    def __init__(self, signatures: Sequence[Signature], xids: dict[int, XidSpec],
+                 contexts: Sequence[Context] = (), rules: Sequence[ValueRule] = (),
+                 fallbacks: dict[str, list[str]] | None = None) -> None:
         self.signatures = tuple(signatures)
+        self.contexts = tuple(contexts)
         self.xids = dict(xids)
+        self.rules = [(r, re.compile(r.match)) for r in rules]
+        self.fallbacks = dict(fallbacks or {})
         self.by_id = {s.id: s for s in self.signatures}
 
     @property
@@ -139,91 +113,118 @@ class Catalog:
         """Every class the catalog can emit, in first-seen order."""
         return list(dict.fromkeys(s.spec.cls for s in self.signatures))
 
+    def fields(self, groups: dict[str, str | None], constant: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Typed, normalised fields from a regex's named groups (plus a signature's constant ones)."""
+        out: dict[str, Any] = {}
+        for name, raw in groups.items():  # `pid__2`: the same field in another alternative of the pattern
+            key = name.split("__", 1)[0] if "__" in name[1:] else name
+            if raw is not None and key not in out and (v := value(key, raw)) is not None:
+                out[key] = v
+        for k, v in (constant or {}).items():
+            out.setdefault(k, v)
+        self.normalize(out)
+        return out
+
+    def normalize(self, fields: dict[str, Any]) -> None:
+        """Apply the value rules (first match per field wins); derived fields fill only what is missing."""
+        done: set[str] = set()
+        for rule, rx in self.rules:
+            v = fields.get(rule.field)
+            if rule.field in done or v is None or not (v == rule.value or rx.search(str(v))):
+                continue
+            done.add(rule.field)
+            fields[rule.field] = rule.value
+            for k, d in rule.derive.items():
+                fields.setdefault(k, d)
+
+    def complete(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Fill fields that have none from their fallbacks (an AER report's pci from its root port's)."""
+        for key, others in self.fallbacks.items():
+            if key not in fields and (have := next((o for o in others if o in fields), None)) is not None:
+                fields[key] = fields[have]
+        return fields
+
+    def severity(self, sig: Signature, fields: dict[str, Any]) -> tuple[Severity, str, str]:
+        """(severity, meaning, action): the signature's, the Xid table's for its code, then `severity_by`."""
+        spec = sig.spec
+        severity, meaning, action = spec.severity, spec.meaning, spec.action
+        xid = fields.get("xid")
+        if spec.xid_table and isinstance(xid, int) and xid in self.xids:
+            info = self.xids[xid]
+            severity, meaning, action = info.severity, f"Xid {xid} ({info.name}): {info.meaning}", info.action
+        for key, table in spec.severity_by.items():
+            v = str(fields.get(key, "")).lower()
+            severity = next((sev for k, sev in table.items() if v and v.startswith(k.lower())), severity)
+        return Severity[severity.upper()], meaning, action
+
+    def cls(self, sig: Signature, fields: dict[str, Any]) -> str:
+        """The event's class: the signature's, unless a `class_by` field names another."""
+        for key, table in sig.spec.class_by.items():
+            v = str(fields.get(key, "")).lower()
+            if found := next((c for k, c in table.items() if v and v.startswith(k.lower())), None):
+                return found
+        return sig.spec.cls
+
     def resolve(self, sig: Signature, m: re.Match[str]) -> Match:
         """A regex match made into a Match: typed fields, severity and meaning (per Xid code for Xids)."""
-        fields = {k: v for k, raw in m.groupdict().items() if raw is not None
-                  and (v := _value(k, raw)) is not None}
-        spec, severity, meaning, action = sig.spec, sig.spec.severity, sig.spec.meaning, sig.spec.action
-        for key, table in spec.severity_by.items():
-            value = str(fields.get(key, ""))
-            severity = next((sev for k, sev in table.items() if value.lower().startswith(k.lower())), severity)
-        if isinstance(fields.get("xid"), int) and fields["xid"] in self.xids:
-            info = self.xids[fields["xid"]]
-            severity, meaning, action = info.severity, f"Xid {fields['xid']} ({info.name}): {info.meaning}", \
-                info.action
-            fields["xid_name"] = info.name
-        return Match(sig, spec.cls, Severity[severity.upper()], fields, meaning, action)
+        fields = self.fields(m.groupdict(), sig.spec.constant)
+        severity, meaning, action = self.severity(sig, fields)
+        if sig.spec.xid_table and isinstance(fields.get("xid"), int) and fields["xid"] in self.xids:
+            fields["xid_name"] = self.xids[fields["xid"]].name
+        return Match(sig, self.cls(sig, fields), severity, fields, meaning, action)
 
     def matcher(self) -> Matcher:
-        """A per-line matcher over this catalog (multi-pattern engine when available)."""
+        """A per-line matcher over this catalog (multi-pattern engine when available; `Matcher` in matcher.py)."""
         from coldaisle.triage.scanner import build_matcher
 
         return build_matcher(self)
 
 
-class Matcher:
-    """Classifies single lines; `first()` is what log reading uses, `match()` lists every signature."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
-        self.silent: tuple[int, ...] = ()  # signatures the prefilter leaves out: always confirmed in Python
-
-    def candidates(self, line: str) -> list[int]:
-        """Indices of signatures that may match (the prefilter); subclasses narrow this."""
-        return list(range(len(self.catalog.signatures)))
-
-    def match(self, line: str) -> list[Match]:
-        """Every signature matching `line`, in precedence order."""
-        out = []
-        for i in sorted({*self.candidates(line), *self.silent}):
-            sig = self.catalog.signatures[i]
-            if (m := sig.regex.search(line)) is not None:
-                out.append(self.catalog.resolve(sig, m))
-        return out
-
-    def first(self, line: str, candidates: Sequence[int] | None = None) -> Match | None:
-        """The winning match for `line` (first in precedence order), or None."""
-        sigs = self.catalog.signatures
-        found = candidates if candidates is not None else self.candidates(line)
-        for i in sorted({*found, *self.silent}):
-            if i < len(sigs) and (m := sigs[i].regex.search(line)) is not None:  # ids past the end are internal
-                return self.catalog.resolve(sigs[i], m)
-        return None
-
-
-def _compile(spec: SignatureSpec, origin: str) -> Signature:
-    return Signature(spec, re.compile(spec.pattern, re.IGNORECASE if spec.ignore_case else 0), origin)
+def _flags(ignore_case: bool) -> int:
+    return re.IGNORECASE if ignore_case else 0
 
 
 def _signatures(model: CatalogFile, file: str, lines: dict[Any, int]) -> list[Signature]:
     where = Located(file, lines)
+    ids = {c.id for c in model.contexts}
     for i, spec in enumerate(model.signatures):
         missing = [g for g in spec.group_by if g not in _NAMED.findall(spec.pattern)]
         if missing:
             raise where.error(("signatures", i, "group_by"), f"{missing[0]!r} is not a named group of the pattern")
-    return [_compile(s, f"{file}:{lines.get(('signatures', i), 0)}") for i, s in enumerate(model.signatures)]
+        unknown = [c for c in spec.needs if c not in ids]
+        if unknown and model.contexts:
+            raise where.error(("signatures", i, "needs"), f"{unknown[0]!r} is not a context id of this file")
+    return [Signature(s, re.compile(s.pattern, _flags(s.ignore_case)), f"{file}:{lines.get(('signatures', i), 0)}")
+            for i, s in enumerate(model.signatures)]
+
+
+def _contexts(model: CatalogFile) -> list[Context]:
+    return [Context(c, re.compile(c.pattern, _flags(c.ignore_case))) for c in model.contexts]
 
 
 @cache
-def _shipped() -> tuple[tuple[Signature, ...], dict[int, XidSpec]]:
+def _shipped() -> tuple[tuple[Signature, ...], CatalogFile]:
     text = resources.files("coldaisle.triage").joinpath("signatures.yaml").read_text(encoding="utf-8")
     try:  # the fast C loader; the line-mapping loader only runs to explain an error
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         model = CatalogFile.model_validate(yaml.load(text, Loader=loader))  # noqa: S506 - a safe loader
         lines: dict[Any, int] = {("signatures", i): 0 for i in range(len(model.signatures))}
-    except (ValidationError, yaml.YAMLError):
+        sigs = _signatures(model, "signatures.yaml", lines)
+    except (ValidationError, yaml.YAMLError, ConfigError):
         model, lines = parse_model(text, "coldaisle/triage/signatures.yaml", CatalogFile, with_lines=True)
-    return tuple(_signatures(model, "signatures.yaml", lines)), dict(model.xids)
+        sigs = _signatures(model, "signatures.yaml", lines)
+    return tuple(sigs), model
 
 
 def load_catalog(extra: Sequence[str | Path] = ()) -> Catalog:
     """The shipped catalog, with each `extra` signature file's signatures tried before it."""
-    shipped, xids = _shipped()
+    shipped, model = _shipped()
+    xids, contexts = dict(model.xids), _contexts(model)
     mine: list[Signature] = []
     for path in extra:
-        model, lines = load_model(path, CatalogFile, with_lines=True)
-        mine += _signatures(model, str(path), lines)
-        xids = {**xids, **model.xids}
+        user, lines = load_model(path, CatalogFile, with_lines=True)
+        mine += _signatures(user, str(path), lines)
+        xids, contexts = {**xids, **user.xids}, [*_contexts(user), *contexts]
     seen: dict[str, str] = {}
     for sig in mine:
         if sig.id in seen:
@@ -232,4 +233,5 @@ def load_catalog(extra: Sequence[str | Path] = ()) -> Catalog:
                               line=int(line), field="id")
         seen[sig.id] = sig.origin
     shipped = tuple(s for s in shipped if s.id not in seen)  # a user's signature replaces the shipped one
-    return Catalog([*mine, *shipped], xids)
+    return Catalog([*mine, *shipped], xids, contexts, model.normalize, model.fallbacks)
+

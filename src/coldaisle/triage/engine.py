@@ -22,7 +22,7 @@ from coldaisle.triage.sources import sniff, source_for
 MAX_EVENTS = 50_000
 MAX_CONTEXT = 100_000
 _KEPT_BENIGN = frozenset({"nccl_init", "job_start", "job_end", "node_state", "clock_reference", "driver_load",
-                          "coldaisle_action", "thermal_recovered", "ib_link_up", "pcie_aer_report"})
+                          "coldaisle_action", "thermal_recovered", "ib_link_up"})
 
 
 @dataclass

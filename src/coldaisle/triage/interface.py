@@ -16,7 +16,7 @@ from coldaisle.errors import ColdaisleError
 from coldaisle.telemetry.events import Event, Severity
 
 if TYPE_CHECKING:
-    from coldaisle.triage.catalog import Matcher
+    from coldaisle.triage.matcher import Matcher
 
 
 class TriageError(ColdaisleError):
@@ -61,6 +61,8 @@ class Hit:
     clock: StampClock = StampClock.NONE
     year_guessed: bool = False  # the stamp had no year (syslog, glog, vLLM): fixed up against the corpus
     order: int = 0  # position in the whole read, so untimed hits keep their file order
+    lines: int = 1  # log lines the event spans (a multi-line report joined into one event)
+    alarm: bool = True  # raises an alarm: warning or worse, and a rate-gated kind only at its rate (alarms.py)
 
     @property
     def benign(self) -> bool:

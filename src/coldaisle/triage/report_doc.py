@@ -50,7 +50,8 @@ def _summary(r: TriageResult) -> str:
 
 
 def _root_cause(r: TriageResult) -> Section:
-    rows = tuple((str(i), h.kind, h.origin, h.confidence, _when(h.evidence[0] if h.evidence else None),
+    rows = tuple((str(i), h.kind, h.origin, h.confidence, format_utc(h.time) if h.time is not None  # common clock
+                  else _when(h.evidence[0] if h.evidence else None),
                   str(h.blast_radius), h.title + (f" ({h.note})" if h.note else ""))
                  for i, h in enumerate(r.hypotheses, start=1))
     table = Table("Hypotheses, most likely first", ("#", "kind", "origin", "confidence", "first evidence",

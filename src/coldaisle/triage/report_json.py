@@ -10,7 +10,7 @@ from coldaisle.triage.analyze import TriageResult, sensor_peaks
 from coldaisle.triage.hostlist import compact
 from coldaisle.triage.interface import Hit
 from coldaisle.triage.rootcause import Hypothesis
-from coldaisle.triage.timeline import EventGroup
+from coldaisle.triage.timeline import EventGroup, HostClock
 
 SCHEMA = "coldaisle.triage/1"
 
@@ -25,8 +25,8 @@ def iso(t: float | None) -> str | None:
 def event(h: Hit) -> dict[str, Any]:
     """One event: class, severity, host, UTC time (or uptime), raw line and where it was read."""
     return {"time": iso(h.time), "uptime_s": h.uptime, "clock": h.clock.value, "host": h.host, "source": h.source,
-            "class": h.cls, "severity": h.severity.name.lower(), "fields": h.fields, "raw": h.raw,
-            "file": h.file, "line": h.line, "signature": h.signature}
+            "class": h.cls, "severity": h.severity.name.lower(), "alarm": h.alarm, "fields": h.fields, "raw": h.raw,
+            "file": h.file, "line": h.line, "lines": h.lines, "signature": h.signature}
 
 
 def group_json(g: EventGroup, result: TriageResult) -> dict[str, Any]:
@@ -58,15 +58,20 @@ def write(result: TriageResult, out: IO[str]) -> None:
     out.write("\n ]\n}\n")
 
 
+def _host_json(events: int, c: HostClock | None) -> dict[str, Any]:
+    return {"events": events, "boot_time": iso(c.boot_time) if c else None, "skew_s": c.skew_s if c else None,
+            "skew_shared_events": c.skew_shared_events if c else 0,
+            "skew_corrected": c.trusted_skew is not None if c else False}
+
+
 def document(result: TriageResult, *, events: bool = True) -> dict[str, Any]:
     """The whole `coldaisle.triage/1` document (without the events list when `events` is False)."""
     s, reading = result.reading.stats, result.reading
     counts: dict[str, int] = {}
     for (_, host), n in reading.counts.items():
         counts[host] = counts.get(host, 0) + n
-    hosts = {host: {"events": counts.get(host, 0), "boot_time": iso(c.boot_time) if (c := result.clocks.get(host))
-                    else None, "skew_s": c.skew_s if c else None, "skew_shared_events": c.skew_shared_events if c
-                    else 0} for host in sorted(set(counts) | set(result.clocks))}
+    hosts = {host: _host_json(counts.get(host, 0), result.clocks.get(host)) for host in sorted(set(counts) |
+                                                                                        set(result.clocks))}
     peaks = sensor_peaks(reading)
     return {
         "schema": SCHEMA, "engine": result.engine, "elapsed_s": round(result.elapsed_s, 3),

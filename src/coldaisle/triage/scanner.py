@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from coldaisle.errors import ConfigError
-from coldaisle.triage.catalog import Catalog, Matcher
+from coldaisle.triage.catalog import Catalog
+from coldaisle.triage.matcher import Matcher
+from coldaisle.triage.prefilter import hs_pattern as _hs_pattern
 
 try:  # the wheel bundles the library; a platform without one falls back to Python's re
     import hyperscan as _hs
@@ -39,7 +41,6 @@ _NUL = rb"\x00"
 # Benign chatter that is most of a verbose log (NCCL_DEBUG=INFO): left out of the automaton so such lines
 # never reach Python; a line flagged by another signature is still checked against them first (precedence).
 SILENT = frozenset({"nccl_info"})
-_GROUP = re.compile(r"\(\?P<\w+>")
 OnMatch = Callable[[int, int, int, int, Any], Any]
 
 
@@ -48,19 +49,27 @@ def engine_name() -> str:
     return "hyperscan" if _hs is not None else "re"
 
 
-def _hs_pattern(pattern: str) -> bytes:
-    """A catalog regex as Hyperscan takes it: groups unnamed, and extended to the end of its line."""
-    return f"(?:{_GROUP.sub('(', pattern)}).*$".encode()
+def _specs(catalog: Catalog) -> list[tuple[str, bool, bool]]:
+    """(pattern, ignore_case, silent) of every pattern id: the signatures, then the context lines."""
+    return [*((s.spec.pattern, s.spec.ignore_case, s.spec.cls in SILENT) for s in catalog.signatures),
+            *((c.spec.pattern, c.spec.ignore_case, False) for c in catalog.contexts)]
+
+
+def specials(catalog: Catalog) -> tuple[int, int, int]:
+    """Ids of the internal patterns: a journal byte-array record, invalid UTF-8, a NUL byte."""
+    n = len(catalog.signatures) + len(catalog.contexts)
+    return n, n + 1, n + 2
 
 
 def _expressions(catalog: Catalog) -> tuple[list[bytes], list[int], list[int]]:
-    """(expressions, ids, flags): the signatures, then journal (n), bad UTF-8 (n+1) and NUL (n+2)."""
-    n, sigs = len(catalog.signatures), catalog.signatures
-    keep = [i for i, s in enumerate(sigs) if s.spec.cls not in SILENT]
+    """(expressions, ids, flags): signatures and contexts, then journal, bad UTF-8 and NUL (`specials`)."""
+    journal, bad, nul = specials(catalog)
+    specs = _specs(catalog)
+    keep = [i for i, (_, _, silent) in enumerate(specs) if not silent]
     base = _hs.HS_FLAG_MULTILINE | _hs.HS_FLAG_PREFILTER
-    exprs = [_hs_pattern(sigs[i].spec.pattern) for i in keep] + [_JOURNAL, *_BAD_UTF8, _NUL]
-    ids = [*keep, n, *[n + 1] * len(_BAD_UTF8), n + 2]
-    flags = [base | (_hs.HS_FLAG_CASELESS if sigs[i].spec.ignore_case else 0) for i in keep]
+    exprs = [_hs_pattern(specs[i][0]) for i in keep] + [_JOURNAL, *_BAD_UTF8, _NUL]
+    ids = [*keep, journal, *[bad] * len(_BAD_UTF8), nul]
+    flags = [base | (_hs.HS_FLAG_CASELESS if specs[i][1] else 0) for i in keep]
     flags += [_hs.HS_FLAG_MULTILINE] + [_hs.HS_FLAG_SINGLEMATCH] * (len(_BAD_UTF8) + 1)
     return exprs, ids, flags
 
@@ -82,9 +91,9 @@ def _database(catalog: Catalog) -> Any:
         db.compile(expressions=exprs, ids=ids, elements=len(exprs), flags=flags)
     except _hs.error as exc:
         bad = _first_bad(catalog)
-        file, _, line = bad.origin.rpartition(":") if bad else ("", "", "0")
-        raise ConfigError(f"the scanner cannot compile this pattern: {exc}", file=file or None,
-                          line=int(line) or None, field="pattern") from None
+        file, _, line = getattr(bad, "origin", "").rpartition(":") if bad else ("", "", "0")
+        raise ConfigError(f"the scanner cannot compile pattern {getattr(getattr(bad, 'spec', None), 'id', '?')!r}: "
+                          f"{exc}", file=file or None, line=int(line or 0) or None, field="pattern") from None
     with contextlib.suppress(OSError):  # a read-only home only costs the next run the compile
         cached.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".triage-")
@@ -95,7 +104,7 @@ def _database(catalog: Catalog) -> Any:
 
 
 def _first_bad(catalog: Catalog) -> Any:
-    for s in catalog.signatures:
+    for s in [*catalog.signatures, *catalog.contexts]:
         try:
             _hs.Database(mode=_hs.HS_MODE_BLOCK).compile(expressions=[_hs_pattern(s.spec.pattern)],
                                                          flags=_hs.HS_FLAG_MULTILINE | _hs.HS_FLAG_PREFILTER)
@@ -110,13 +119,14 @@ class HyperscanMatcher(Matcher):
     def __init__(self, catalog: Catalog) -> None:
         super().__init__(catalog)
         self.db = _database(catalog)
+        self.patterns = specials(catalog)[0]
 
     def candidates(self, line: str) -> list[int]:
         """Signatures whose prefilter matches `line` (silent ones are confirmed by first())."""
         found: list[int] = []
         self.db.scan(line.encode("utf-8", "surrogateescape"),
                      match_event_handler=lambda i, _f, _t, _fl, _c: found.append(i))
-        return sorted(i for i in set(found) if i < len(self.catalog.signatures))
+        return sorted(i for i in set(found) if i < self.patterns)
 
     def scan_block(self, buf: bytes | memoryview, on_match: OnMatch) -> None:
         """Call on_match(id, from, to, flags, ctx) for every (signature, line end) in `buf`."""
@@ -129,13 +139,13 @@ class ReMatcher(Matcher):
     def __init__(self, catalog: Catalog) -> None:
         super().__init__(catalog)
         never = re.compile(rb"(?!)")
-        self._res = [never if s.spec.cls in SILENT else re.compile(_hs_pattern(s.spec.pattern), re.MULTILINE | (
-            re.IGNORECASE if s.spec.ignore_case else 0)) for s in catalog.signatures]
+        self._res = [never if silent else re.compile(_hs_pattern(p), re.MULTILINE | (re.IGNORECASE if ic else 0))
+                     for p, ic, silent in _specs(catalog)]
         self._res.append(re.compile(_JOURNAL, re.MULTILINE))
         self._once = [(len(self._res), re.compile(b"|".join(_BAD_UTF8))), (len(self._res) + 1, re.compile(_NUL))]
 
     def scan_block(self, buf: bytes | memoryview, on_match: OnMatch) -> None:
-        """Like Hyperscan's block scan: one callback per (signature, matching line end)."""
+        """Like Hyperscan's block scan: one callback per (pattern, matching line end)."""
         buf = bytes(buf)
         ends: list[tuple[int, int]] = []
         for i, rx in enumerate(self._res):
@@ -191,7 +201,7 @@ def scan_lines(chunks: Iterable[bytes], matcher: HyperscanMatcher | ReMatcher,
 def _hits(buf: bytes, begin: int, end: int, whole: bool, state: dict[str, int],
           matcher: HyperscanMatcher | ReMatcher, counts: dict[str, int]) -> Iterator[tuple[int, bytes, list[int]]]:
     """Matching lines of buf[begin:end], scanned in place; `whole` when it ends with a complete line."""
-    n = len(matcher.catalog.signatures)
+    n, bad, nul = specials(matcher.catalog)
     ends: list[tuple[int, int]] = []
     flags: set[int] = set()
 
@@ -202,8 +212,8 @@ def _hits(buf: bytes, begin: int, end: int, whole: bool, state: dict[str, int],
             ends.append((to + begin, i))
 
     matcher.scan_block(memoryview(buf)[begin:end] if begin or end < len(buf) else buf, on_match)
-    counts["bad_utf8"] += (n + 1) in flags
-    counts["nul"] += (n + 2) in flags
+    counts["bad_utf8"] += bad in flags
+    counts["nul"] += nul in flags
     ends.sort()
     last, line_no, k = begin, state["line"], 0
     while k < len(ends):

@@ -36,6 +36,14 @@ class HostClock:
     boot_evidence: int = 0
     skew_s: float | None = None
     skew_shared_events: int = 0
+    skew_lines: int = 0  # this host's lines in those shared events (a watchdog storm: one per rank)
+
+    @property
+    def trusted_skew(self) -> float | None:
+        """The skew when the evidence is enough to correct this host's times by it (>= 1 s, 3 events or 6 lines)."""
+        if self.skew_s is None or abs(self.skew_s) < 1.0:
+            return None
+        return self.skew_s if self.skew_shared_events >= 3 or self.skew_lines >= 6 else None
 
 
 @dataclass
@@ -111,6 +119,7 @@ def estimate_skew(hits: Sequence[Hit], clocks: dict[str, HostClock], *, apply: b
         if h.time is not None and not h.benign and h.clock in (StampClock.UTC, StampClock.BOOT):
             buckets[(h.cls, h.fields.get("op"), h.fields.get("seq"), h.fields.get("job_id"))].append(h)
     offsets: dict[str, list[float]] = defaultdict(list)
+    lines: dict[str, int] = defaultdict(int)
     for bucket in buckets.values():
         for cluster in _clusters(sorted(bucket, key=lambda h: h.time or 0.0)):
             per_host = {h.host: h.time for h in cluster}
@@ -119,14 +128,17 @@ def estimate_skew(hits: Sequence[Hit], clocks: dict[str, HostClock], *, apply: b
             mid = statistics.median(per_host.values())  # type: ignore[type-var]
             for host, t in per_host.items():
                 offsets[host].append(float(t) - mid)  # type: ignore[arg-type]
+            for h in cluster:
+                lines[h.host] += 1
     for host, offs in offsets.items():
         c = clocks.setdefault(host, HostClock())
-        c.skew_s, c.skew_shared_events = statistics.median(offs), len(offs)
+        c.skew_s, c.skew_shared_events, c.skew_lines = statistics.median(offs), len(offs), lines[host]
     if apply:
         for h in hits:
             c = clocks.get(h.host)
-            if h.time is not None and c and c.skew_s and c.skew_shared_events >= 3 and abs(c.skew_s) >= 1.0:
-                h.time -= c.skew_s
+            skew = c.trusted_skew if c else None
+            if h.time is not None and skew is not None:
+                h.time -= skew
 
 
 def _clusters(ordered: list[Hit]) -> Iterable[list[Hit]]:
