@@ -280,7 +280,12 @@ def inject(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
-    hang_timeout: Annotated[float, typer.Option(help="Seconds without heartbeat progress that make a hang.")] = 300.0,
+    hang_timeout: Annotated[float, typer.Option(help="Seconds without heartbeat progress that make a hang at the "
+                                                     "latest, whatever the job's rhythm or phase.")] = 300.0,
+    adaptive: Annotated[bool, typer.Option(help="Learn the job's step time from its heartbeats and suspect a hang "
+                                                "after a few of its steps (docs/run.md).")] = True,
+    hang_floor: Annotated[float, typer.Option(help="With --adaptive: never suspect a hang sooner than this many "
+                                                   "seconds after the last progress.")] = 8.0,
     grace: Annotated[float, typer.Option(help="Seconds between SIGTERM and SIGKILL when stopping the job.")] = 30.0,
     bundle: Annotated[Path | None, typer.Option(help="Incident bundle directory (default: "
                                                      "./coldaisle-run-<UTC time>).")] = None,
@@ -312,6 +317,7 @@ def run(
     import time
 
     from coldaisle.guard.bundle import default_bundle_dir
+    from coldaisle.guard.rhythm import Rhythm
     from coldaisle.guard.supervisor import Supervisor
     from coldaisle.telemetry.clock import RealClock
     from coldaisle.units import UnitError, parse_quantity
@@ -344,7 +350,7 @@ def run(
     sup = Supervisor(list(ctx.args), hang_timeout_s=hang_timeout, grace_s=grace,
                      bundle_dir=bundle or default_bundle_dir(time.time()), memory_limit_bytes=limit,
                      io_timeout_s=io_timeout, drain=drain_hook(drain), gpu=gpu, stack_watch=stack_watch,
-                     clock=RealClock(), say=say)
+                     clock=RealClock(), say=say, rhythm=Rhythm(floor_s=hang_floor) if adaptive else None)
     sys.exit(sup.run().exit_code)  # not typer.Exit: click returns its code from app() and main() drops it
 
 

@@ -19,6 +19,7 @@ from prometheus_client.registry import CollectorRegistry
 from coldaisle.agent.exporter import AgentStats, FrameCollector, HistoryStats
 from coldaisle.agent.host import HostProbe
 from coldaisle.agent.jobs import JobRef
+from coldaisle.guard.straggler import RankScore
 from coldaisle.sim.backend import SimBackend
 from coldaisle.sim.twin import Twin
 from coldaisle.telemetry.frame import ThrottleReason
@@ -50,8 +51,16 @@ def _full(node_backend: SimBackend, dcgm: bool = True) -> str:
              agent_state=AgentStats(12, 0.004, 1.7e9, 1, 0, {("power_cap", "done"): 2}),
              job_values={"slurm:4242": {"job_progress_age_s": 3.5, "job_latency_p50_s": 0.2,
                                         "job_latency_p99_s": 45.0}},
-             history=HistoryStats({("xid", "79", "7d"): 2, ("drain", "", "30d"): 3}, lemon=True))
+             history=HistoryStats({("xid", "79", "7d"): 2, ("drain", "", "30d"): 3}, lemon=True),
+             job_ranks={"slurm:4242": [RankScore(0, 0.0, 0.35, 0.52, "train-01", "0"),
+                                       RankScore(1, 0.29, 0.49, 0.52, "train-01", "1")]})
     return exposition(c.registry)
+
+
+def test_each_rank_of_a_supervised_job_has_its_straggler_score(node_backend: SimBackend) -> None:
+    got = _samples(_full(node_backend), "coldaisle_job_rank_straggler_score")
+    assert got == [({"node": "train-01", "workload": "slurm:4242", "rank": "0", "host": "train-01", "gpu": "0"}, 0.0),
+                   ({"node": "train-01", "workload": "slurm:4242", "rank": "1", "host": "train-01", "gpu": "1"}, 0.29)]
 
 
 def test_the_nodes_fault_history_and_lemon_flag_are_series(node_backend: SimBackend) -> None:

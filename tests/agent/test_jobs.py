@@ -84,6 +84,7 @@ def test_the_agent_reads_a_supervised_jobs_heartbeat_as_progress_age_and_latency
     import numpy as np
 
     from coldaisle.agent.procjobs import ProcJobs
+    from coldaisle.guard.straggler import RankScore, write_scores
     from coldaisle.telemetry.frame import DeviceInfo, Frame, ProcessRows
 
     hb = tmp_path / "hb"
@@ -99,8 +100,13 @@ def test_the_agent_reads_a_supervised_jobs_heartbeat_as_progress_age_and_latency
         dev = DeviceInfo("n1", 0, "GPU-x", "H100", 80 << 30, 700.0, 700.0, 200.0, 87.0, 92.0)
         kw = Frame.blank((dev,), time.time(), time.monotonic())
         kw["processes"] = ProcessRows(np.array([0], np.int32), np.array([proc.pid], np.int64), np.array([1e9]))
-        jobs = ProcJobs().jobs(Frame(**kw))  # type: ignore[arg-type]
+        write_scores(hb, [RankScore(0, 0.0, 0.3, 0.5, "n1", "0"), RankScore(1, 0.4, 0.5, 0.5, "n1", "1")], [1],
+                     time.time())  # what `coldaisle run` publishes beside the heartbeats
+        source = ProcJobs()
+        jobs = source.jobs(Frame(**kw))  # type: ignore[arg-type]
         assert list(jobs.names) == ["slurm:4242"]
+        assert float(jobs.values["job_straggler_score"][0]) == 0.4  # the slowest rank's, as a rule input
+        assert [(r.rank, r.score) for r in source.last_ranks["slurm:4242"]] == [(0, 0.0), (1, 0.4)]
         age = float(jobs.values["job_progress_age_s"][0])
         assert 0.2 <= age < 10
         assert float(jobs.values["job_latency_p99_s"][0]) == pytest.approx(0.4, rel=0.05)

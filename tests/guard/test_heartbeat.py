@@ -232,6 +232,34 @@ def test_step_defaults_to_previous_plus_one_and_tokens_persist(local_writer: Pat
     assert (only_rank(local_writer).step, only_rank(local_writer).tokens) == (101, 10.0)
 
 
+def test_a_phase_is_seen_by_the_reader_with_its_name_and_age_and_nests(local_writer: Path) -> None:
+    import coldaisle
+
+    hb.progress(step=1)
+    assert only_rank(local_writer).phase == "" and math.isnan(only_rank(local_writer).phase_age_s)
+    with coldaisle.phase("checkpoint"):
+        time.sleep(0.05)
+        rank = only_rank(local_writer)
+        assert rank.phase == "checkpoint" and 0.05 <= rank.phase_age_s < 5
+        with coldaisle.phase("fsync of shard 3 of a very long checkpoint name"):
+            assert only_rank(local_writer).phase == "fsync of shard 3 of a ve"  # 24 bytes kept
+        assert only_rank(local_writer).phase == "checkpoint"  # the outer phase again
+        time.sleep(0.1)
+    assert only_rank(local_writer).phase == ""
+    assert only_rank(local_writer).step == 1  # a phase is not progress,
+    assert only_rank(local_writer).age_s < 0.08  # but its end is a sign of life: silence counts from there
+
+
+def test_a_phase_without_a_supervisor_costs_nothing_and_writes_nothing(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(hb.ENV_VAR, raising=False)
+    hb.close()
+    with hb.phase("evaluation"):
+        pass
+    assert hb._phases == [] and list(tmp_path.iterdir()) == []
+    hb.close()
+
+
 def test_a_bad_step_raises_but_leaves_the_record_readable(local_writer: Path) -> None:
     hb.progress(step=3)
     with pytest.raises(TypeError):

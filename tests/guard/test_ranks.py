@@ -50,6 +50,11 @@ def test_checkpoint_write_is_io_even_with_an_idle_helper_thread() -> None:
     (["wait (threading.py:331)", "main (t.py:3)"], Activity.OTHER),  # a thread wait is not a collective
     (["fsync (libc.so.6)", "flush (ckpt.py:4)"], Activity.IO),
     (["forward (model.py:10)", "main (t.py:3)"], Activity.OTHER),
+    (["wait (threading.py:331)", "get (queue.py:180)",
+      "_try_get_data (torch/utils/data/dataloader.py:1133)", "__next__ (torch/utils/data/dataloader.py:631)",
+      "train (t.py:9)"], Activity.LOADING),
+    (["forward (model.py:10)", "evaluate (t.py:20)", "main (t.py:3)"], Activity.EVALUATION),
+    (["all_reduce (torch/distributed/distributed_c10d.py:1)", "evaluate (t.py:20)"], Activity.COLLECTIVE),
 ])
 def test_frames_are_classified_by_what_they_call(frames: list[str], want: Activity) -> None:
     assert parse_dump(py_dump(*frames)).activity == want

@@ -10,7 +10,7 @@ than exported as NaN; a lost GPU says so with `coldaisle_gpu_lost 1`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,8 @@ class _Snapshot:
     #: job label -> {job_progress_age_s, job_latency_p50_s, job_latency_p99_s} (jobs with a heartbeat)
     job_values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     history: HistoryStats | None = None
+    #: job label -> its ranks' straggler scores (guard.straggler.RankScore: rank, score, host, gpu)
+    job_ranks: Mapping[str, Sequence[Any]] = field(default_factory=dict)
 
 
 class FrameCollector:
@@ -78,7 +80,7 @@ class FrameCollector:
     def update(self, frame: Frame, host: HostSample | None = None, agent_state: AgentStats | None = None,
                jobs: Mapping[int, JobRef] | None = None,
                job_values: Mapping[str, Mapping[str, float]] | None = None,
-               history: HistoryStats | None = None) -> None:
+               history: HistoryStats | None = None, job_ranks: Mapping[str, Sequence[Any]] | None = None) -> None:
         """Make `frame` (and the host, agent and job readings beside it) what the next scrape shows."""
         prev = self._snap
         last_xid = prev.last_xid if prev else {}
@@ -95,7 +97,7 @@ class FrameCollector:
             if 0 <= device < len(frame):
                 unsupported.setdefault(column, []).append(device)
         self._snap = _Snapshot(frame, host, agent_state, jobs or {}, last_xid, counts, unsupported,
-                               job_values or {}, history)
+                               job_values or {}, history, job_ranks or {})
 
     def describe(self) -> list[Metric]:
         """Nothing to pre-register: names are checked against the catalog by the tests, not at registration."""
@@ -114,6 +116,7 @@ class FrameCollector:
             if (m.group is MetricGroup.HOST and snap.host is None) or (
                     m.group is MetricGroup.AGENT and snap.agent is None) or (
                     m.group is MetricGroup.JOB and not snap.job_values) or (
+                    m.group is MetricGroup.JOB_RANK and not snap.job_ranks) or (
                     m.group is MetricGroup.HISTORY and snap.history is None):
                 continue
             fam = Metric(m.family, m.help, m.kind.value, m.unit if m.family.endswith(f"_{m.unit}") else "")
@@ -124,6 +127,10 @@ class FrameCollector:
                 self._processes(fam, sample_name, snap, gpu_labels)
             elif m.group is MetricGroup.JOB:
                 self._jobs(fam, sample_name, m, snap)
+            elif m.group is MetricGroup.JOB_RANK:
+                for job, ranks in sorted(snap.job_ranks.items()):
+                    fam.samples += [Sample(sample_name, {"node": self.node, "workload": job, "rank": str(r.rank),
+                                                         "host": r.host, "gpu": r.gpu}, float(r.score)) for r in ranks]
             elif m.group is MetricGroup.HISTORY:
                 self._history(fam, sample_name, m, snap.history)  # type: ignore[arg-type]
             else:

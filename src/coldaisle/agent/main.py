@@ -146,6 +146,7 @@ def _export(rt: NodeRuntime, collector: FrameCollector) -> Callable[..., None]:
                            float(runner.breaker is not None and runner.breaker.open))
         collector.update(frame, host=rt.host.last if rt.host else None, agent_state=stats,
                          jobs=getattr(jobs_source, "last_refs", None), job_values=_job_values(jobs),
+                         job_ranks=getattr(jobs_source, "last_ranks", None),
                          history=rt.history_stats(frame.wall_time))
 
     return export

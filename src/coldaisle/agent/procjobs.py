@@ -1,7 +1,8 @@
 """Job attribution on a real node: each GPU process's Slurm job (or pod) from /proc, as the engine's Jobs.
 
 A job launched by `coldaisle run` also carries its heartbeat directory in its environment; the agent reads
-it too, so `job_progress_age_s` and the serving latency percentiles become rule inputs and metrics.
+it too, so `job_progress_age_s`, the serving latency percentiles and the ranks' straggler scores (which the
+supervisor publishes beside the heartbeats) become rule inputs and metrics.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 
 from coldaisle.agent.jobs import JobRef, JobResolver
 from coldaisle.guard.heartbeat import HeartbeatReader
+from coldaisle.guard.straggler import RankScore, read_scores
 from coldaisle.policy.context import Jobs
 from coldaisle.telemetry.frame import Frame
 
@@ -23,6 +25,7 @@ class ProcJobs:
         self.resolver = JobResolver(proc)
         self._readers: dict[str, HeartbeatReader] = {}
         self.last_refs: dict[int, JobRef] = {}  # pid -> job of the latest Frame, for the exporter's labels
+        self.last_ranks: dict[str, list[RankScore]] = {}  # job label -> its ranks' straggler scores
 
     def jobs(self, frame: Frame) -> Jobs:
         """Attribution for this Frame (cached per pid and start time by the resolver)."""
@@ -48,13 +51,18 @@ class ProcJobs:
         for stale in self._readers.keys() - set().union(*dirs.values()):
             del self._readers[stale]  # the job ended: forget its reader
         out = {k: np.full(len(names), math.nan) for k in ("job_progress_age_s", "job_latency_p50_s",
-                                                          "job_latency_p99_s")}
+                                                          "job_latency_p99_s", "job_straggler_score")}
+        self.last_ranks = {}
         for i, name in enumerate(names):
             ranks = [r for d in sorted(dirs.get(name, ())) for r in self._reader(d).read().ranks]
             if ranks:
                 out["job_progress_age_s"][i] = min(r.age_s for r in ranks)
                 out["job_latency_p50_s"][i] = _worst([r.latency_p50_s for r in ranks])
                 out["job_latency_p99_s"][i] = _worst([r.latency_p99_s for r in ranks])
+            scores = [s for d in sorted(dirs.get(name, ())) for s in read_scores(d)]
+            if scores:
+                self.last_ranks[name] = scores
+                out["job_straggler_score"][i] = max(s.score for s in scores)
         return out
 
     def _reader(self, path: str) -> HeartbeatReader:

@@ -1,4 +1,7 @@
-"""The last rung of `coldaisle run`: a job process that survives SIGKILL (D state) takes the node out of service.
+"""The last rung of `coldaisle run`: a node that must not take the next job is taken out of service.
+
+Two reasons: a job process that survives SIGKILL (D state), and, in a job on several nodes, the node whose
+rank the others waited for when the job hung (guard.peers).
 
 Only a reboot frees a process in uninterruptible sleep, and a node holding one (and its GPU memory) must
 not be given the next job. Under Slurm the node is drained through the same tagged, never-override-a-person
@@ -28,7 +31,7 @@ def drain_hook(mode: str, env: dict[str, str] | None = None) -> Callable[[str], 
             return "not under Slurm (no SLURMD_NODENAME): drain this node by hand"
         from coldaisle.actions.drain import SlurmDrain
 
-        status, detail = SlurmDrain().drain(node, f"unkillable job process: {reason}", dry_run=mode == "dry-run")
+        status, detail = SlurmDrain().drain(node, reason, dry_run=mode == "dry-run")
         return f"{status}: {detail}"
 
     return drain

@@ -12,8 +12,9 @@ import signal
 import subprocess
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from coldaisle.guard import flight
 from coldaisle.guard.bundle import Incident, write_bundle
@@ -51,6 +52,7 @@ class Ending:
     stacks: StackCache
     tee: OutputTee
     recent: RecentTelemetry
+    notes: Callable[[], dict[str, Any]] = lambda: {}  # what the run learned on the way (pauses, stragglers)
 
     def __post_init__(self) -> None:
         self.actions: list[str] = []
@@ -61,6 +63,7 @@ class Ending:
         """Stop what must stop, wait for the job, decide the exit code; a bundle for every verdict."""
         stacks: dict[int, str] = {}
         if verdict is not None:
+            self.straggler_node(verdict)
             stacks = self._stop(verdict, members())
         elif proc.poll() is None:  # a forwarded signal's grace ran out
             self._record("the job outlived the forwarded signal's grace", reap(members(), 0, self.clock))
@@ -71,6 +74,13 @@ class Ending:
                          reap(leftovers, self.grace_s, self.clock))
         self.tee.join(2.0)
         verdict, code, status = outcome(rc, verdict, forwarded)
+        notes = self.notes()
+        if verdict is not None and notes:
+            verdict = replace(verdict, evidence={**verdict.evidence, **notes})
+        elif verdict is None and notes.get("stragglers_named"):  # a clean end, but a slow rank to look at
+            named = ", ".join(f"rank {n['rank']}" + (f" on {n['host']}" if n.get("host") else "")
+                              for n in notes["stragglers_named"])
+            verdict = Verdict(VerdictKind.STRAGGLER, f"the job {status}, with a straggler: {named}", notes)
         bundle = None
         if verdict is not None:
             incident = Incident(verdict, self.cmd, started, self.clock.time(), code, status, stacks,
@@ -94,16 +104,33 @@ class Ending:
 
     def _escalate(self, pids: tuple[int, ...]) -> None:
         """A process that outlives SIGKILL is in D state: only a reboot frees it, so the node must not take work."""
-        why = f"job process(es) {', '.join(map(str, pids))} survive SIGKILL (uninterruptible sleep)"
+        self.take_out(f"job process(es) {', '.join(map(str, pids))} survive SIGKILL (uninterruptible sleep)",
+                      "unkillable job process")
+
+    def take_out(self, why: str, tag: str) -> None:
+        """Drain this node (as --drain says), and say so; a failing drain is reported, never raised."""
         if self.drain is None:
             line = f"{why}: drain this node by hand (no drain configured; see --drain)"
         else:
             try:
-                line = f"{why}: {self.drain(why)}"
+                line = f"{why}: {self.drain(f'{tag}: {why}')}"
             except Exception as exc:  # the supervisor still finishes and writes the bundle
                 line = f"{why}: drain failed: {type(exc).__name__}: {exc}"
         self.actions.append(line)
         self.say(line)
+
+    def straggler_node(self, verdict: Verdict) -> None:
+        """A hang agreed across nodes: the straggler's node is taken out, the others say why they stay."""
+        nodes = verdict.evidence.get("straggler_nodes")
+        if not nodes:
+            return
+        ranks = ", ".join(str(r) for r in verdict.evidence.get("straggler_ranks", []))
+        if verdict.evidence.get("straggler_here"):
+            self.take_out(f"straggler rank(s) {ranks} of the hung job ran on this node", "hung job's straggler")
+        else:
+            line = f"straggler rank(s) {ranks} on node(s) {', '.join(map(str, nodes))}: this node stays in service"
+            self.actions.append(line)
+            self.say(line)
 
     def _record(self, why: str, result: ReapResult) -> None:
         """One line for the user and the bundle about who was signalled and how they ended."""

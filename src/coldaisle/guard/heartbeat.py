@@ -1,7 +1,9 @@
 """Heartbeat: a training or serving loop says "still making progress" for ~0.3 µs, a supervisor reads it.
 
 Use it in a training loop: `coldaisle.progress(tokens=tokens_so_far)` after each step; in a serving loop:
-`coldaisle.latency(seconds)` per request; with PyTorch, one line: `heartbeat.torch_hook(optimizer)`.
+`coldaisle.latency(seconds)` per request; with PyTorch, one line: `heartbeat.torch_hook(optimizer)`. A long
+stretch without progress that is not a hang can say what it is: `with coldaisle.phase("checkpoint"): ...`
+(a supervisor then waits for it up to its `--hang-timeout` instead of its learned step rhythm).
 
 Writer side (the job): `coldaisle.progress(step=..., tokens=...)` and `coldaisle.latency(seconds)`. The first
 call reads `COLDAISLE_HEARTBEAT` once. Unset: every later call returns after one global check (no supervisor,
@@ -12,8 +14,10 @@ initialised, renamed into place and `mmap`ed; every later call is a few stores i
 
 Record (native byte order, 8-byte words; word 0 is the magic `COLDAHB1`):
   1 version, 2 pid, 3 rank (-1 unknown), 4 ring size N, 5 started_ns, 6 seq, 7 step, 8 tokens (float64),
-  9 updated_ns (last progress), 10 latency count (ever), 11 latency_ns (last latency), 12-15 reserved,
-  16.. N float64 latencies in seconds, a ring indexed by count % N.
+  9 updated_ns (last progress), 10 latency count (ever), 11 latency_ns (last latency), 12 phase_ns (when the
+  current phase began, 0: none), 13-15 the phase's name (24 bytes of UTF-8, NUL-padded), 16.. N float64
+  latencies in seconds, a ring indexed by count % N. (Words 12-15 were reserved and zero in the first writers,
+  which read as "no phase": the version stays 1.)
 Timestamps are CLOCK_MONOTONIC nanoseconds, comparable between processes on one host.
 
 Consistency is a seqlock: `progress` makes seq odd, stores step, tokens and updated_ns, then makes it even;
@@ -21,7 +25,9 @@ the reader loads seq and those three words in one unpack, then seq again (throug
 retries unless both are the same even number. This is exact on x86-64 (neither stores nor loads are reordered
 among themselves); on weakly ordered CPUs (aarch64) the interpreter puts no fence between its stores, so a
 torn record is possible in principle there. The latency ring is not under the seqlock: a sample read
-half-updated is one of N old or new samples, which the percentiles tolerate.
+half-updated is one of N old or new samples, which the percentiles tolerate. Neither is the phase: its name is
+written before its start time and the start time cleared first, so a reader sees a phase with its own name or
+none (a name torn by a racing change is at worst the next phase's).
 
 Call `progress` from one thread (the loop): two threads interleaving their updates can let a reader see a
 torn record. `latency` may be called from several threads: a race loses a sample, nothing worse. A child
@@ -57,6 +63,7 @@ SUFFIX: Final = ".hb"
 _HEADER: Final = struct.Struct("=8sqqqqqqqdqqqqqqq")  # words 0-15, see the module docstring
 _HOT: Final = struct.Struct("=qqdq")  # seq, step, tokens, updated_ns: what the seqlock guards
 _W_SEQ, _W_STEP, _W_TOKENS, _W_UPDATED, _W_LAT_COUNT, _W_LAT_NS, _W_RING = 6, 7, 8, 9, 10, 11, 16
+_W_PHASE_NS, _W_PHASE_NAME, PHASE_NAME_BYTES = 12, 13, 24
 _MAX_RING: Final = 1 << 16
 _MAX_SIZE: Final = (_W_RING + _MAX_RING) * 8
 _RING_MASK: Final = RING_SIZE - 1
@@ -76,6 +83,7 @@ _mm: mmap.mmap | None = None
 _seq = 0
 _step = 0
 _lat_n = 0
+_phases: list[tuple[bytes, int]] = []  # the open phases of this process, innermost last
 
 
 def progress(step: int | None = None, tokens: float | None = None) -> None:
@@ -121,6 +129,49 @@ def latency(seconds: float) -> None:
     q[_W_LAT_NS] = _monotonic_ns()
 
 
+class phase:  # lower case: used as `with coldaisle.phase("checkpoint"):`, like a function
+    """Mark a stretch of the loop that makes no progress on purpose (a checkpoint, an evaluation, a warm-up).
+
+    `with coldaisle.phase("checkpoint"): torch.save(...)`. A supervisor that sees no progress during a phase
+    waits up to its `--hang-timeout` (the upper bound) instead of its learned step rhythm, and names the phase
+    in what it says; the silence after it is measured from its end. Phases nest; the innermost is the one
+    reported. Without a supervisor it costs one check.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name.encode("utf-8", "replace")[:PHASE_NAME_BYTES]
+
+    def __enter__(self) -> phase:
+        q = _q if _q is not _UNRESOLVED else _resolve()
+        if q is not None:
+            _phases.append((self.name, _monotonic_ns()))
+            _show_phase(q)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        global _seq  # noqa: PLW0603 - the writer state is per process
+        q = _q
+        if q is not None and q is not _UNRESOLVED and _phases:
+            _phases.pop()
+            _show_phase(q)
+            seq = _seq  # leaving a phase is a sign of life: silence is measured from its end (no step counted)
+            q[_W_SEQ] = seq + 1
+            q[_W_UPDATED] = _monotonic_ns()
+            q[_W_SEQ] = _seq = seq + 2
+
+
+def _show_phase(q: Any) -> None:
+    """Publish the innermost open phase (or none): the start time cleared first, the name, then the start time."""
+    q[_W_PHASE_NS] = 0
+    if _phases and _mm is not None:
+        name, started = _phases[-1]
+        at = _W_PHASE_NAME * 8
+        _mm[at:at + PHASE_NAME_BYTES] = name.ljust(PHASE_NAME_BYTES, b"\0")
+        q[_W_PHASE_NS] = started
+
+
 def close() -> None:
     """Unmap the heartbeat file and forget the environment lookup, so the next call looks again (tests, re-exec)."""
     global _q, _d, _mm, _seq, _step, _lat_n
@@ -130,6 +181,7 @@ def close() -> None:
     if _mm is not None:
         _mm.close()
     _q, _d, _mm, _seq, _step, _lat_n = _UNRESOLVED, None, None, 0, 0, 0
+    _phases.clear()
 
 
 def heartbeat_file(base: str | os.PathLike[str], env: dict[str, str] | None = None, pid: int | None = None) -> Path:
@@ -211,6 +263,7 @@ def _after_fork_in_child() -> None:
     global _q, _d, _mm
     if isinstance(_q, memoryview):
         _q, _d, _mm = None, None, None
+    _phases.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -234,6 +287,9 @@ class RankHeartbeat:
     latency_p50_s: float  # over the last N reported latencies; NaN when none
     latency_p99_s: float
     latency_count: int  # latencies ever reported
+    phase: str = ""  # the phase the rank says it is in (`coldaisle.phase(...)`), "" when none
+    phase_age_s: float = math.nan  # since that phase began
+    started_age_s: float = math.nan  # since the rank's first report (when its record was created)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,18 +319,25 @@ class _Record:
     last_ns: int  # the latest of start, progress and latency times
     latency_count: int
     latencies: tuple[float, ...]
+    phase: str = ""
+    phase_ns: int = 0
+    started_ns: int = 0
 
 
 def parse_record(buf: bytes) -> _Record | str:
     """Decode a record copy (pure); a string says why it is not one, so garbage is reported, not raised."""
     if len(buf) < _HEADER.size:
         return f"truncated: {len(buf)} bytes, a header needs {_HEADER.size}"
-    magic, version, pid, rank, ring, started, _, step, tokens, updated, count, lat_ns, *_ = _HEADER.unpack_from(buf)
+    magic, version, pid, rank, ring, started, _, step, tokens, updated, count, lat_ns, phase_ns, *_ = \
+        _HEADER.unpack_from(buf)
     problem = _header_problem(magic, version, ring, count, len(buf))
     if problem:
         return problem
     lat = struct.unpack_from(f"={ring}d", buf, _W_RING * 8)[: min(count, ring)]
-    return _Record(pid, rank, step, tokens, max(started, updated, lat_ns), count, lat)
+    at = _W_PHASE_NAME * 8
+    name = bytes(buf[at:at + PHASE_NAME_BYTES]).rstrip(b"\0").decode("utf-8", "replace") if phase_ns > 0 else ""
+    return _Record(pid, rank, step, tokens, max(started, updated, lat_ns), count, lat, name, max(phase_ns, 0),
+                   started)
 
 
 def _header_problem(magic: bytes, version: int, ring: int, count: int, size: int) -> str | None:
@@ -397,5 +460,6 @@ class HeartbeatReader:
         self._previous[path] = (rec.pid, rec.step, rec.tokens, now)
         lat = list(rec.latencies)
         return RankHeartbeat(path, rec.pid, rec.rank, rec.step, rec.tokens, now - rec.last_ns / 1e9, steps_per_s,
-                             tokens_per_s, percentile(lat, 50), percentile(lat, 99), rec.latency_count)
+                             tokens_per_s, percentile(lat, 50), percentile(lat, 99), rec.latency_count, rec.phase,
+                             now - rec.phase_ns / 1e9 if rec.phase else math.nan, now - rec.started_ns / 1e9)
 

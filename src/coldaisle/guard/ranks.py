@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,16 +65,64 @@ class RankView:
             return "uninterruptible sleep (D state)" if self.d_state else (self.stack.error or "no stack")
         return str(lead.at)
 
+    def placement(self, host: str = "", gpu: str = "", node: int = -1) -> Placement:
+        """What the analysis needs of this rank, as plain data (to share with other nodes' supervisors)."""
+        lead = self.stack.main or (self.stack.threads[0] if self.stack.threads else None)
+        op = lead.at.function if lead and lead.at else "?"
+        return Placement(self.rank, self.pid, str(self.activity), op, self.where(), self.step, self.d_state, host, gpu,
+                         node)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A rank placed: what it was doing, in which call, on which host and GPU. Plain data, so the supervisors of
+    a multi-node job can pool theirs and reach the same analysis."""
+
+    rank: int
+    pid: int
+    activity_name: str
+    op: str  # the function the decisive frame is in (all_reduce, barrier, save ...)
+    at: str  # that frame, for people
+    step: int | None = None
+    d_state: bool = False
+    host: str = ""
+    gpu: str = ""
+    node: int = -1  # the job's node rank (torchrun's GROUP_RANK), when it has several nodes
+
+    @property
+    def activity(self) -> Activity:
+        """The activity (an unknown name from a newer peer counts as OTHER)."""
+        try:
+            return Activity(self.activity_name)
+        except ValueError:
+            return Activity.OTHER
+
+    def where(self) -> str:
+        """The frame that says what it is doing, for people."""
+        return self.at
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"rank": self.rank, "pid": self.pid, "activity": self.activity_name, "op": self.op, "at": self.at,
+                "step": self.step, "d_state": self.d_state, "host": self.host, "gpu": self.gpu, "node": self.node}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Placement:
+        """From `as_dict`; KeyError/TypeError/ValueError on a malformed one."""
+        return cls(int(d["rank"]), int(d["pid"]), str(d["activity"]), str(d["op"]), str(d["at"]),
+                   None if d.get("step") is None else int(d["step"]), bool(d.get("d_state")), str(d.get("host", "")),
+                   str(d.get("gpu", "")), int(d.get("node", -1)))
+
 
 @dataclass(frozen=True, slots=True)
 class HangAnalysis:
     """Waiting ranks, stragglers (alive, outside the collective the others wait in) and ranks in I/O."""
 
-    waiting: tuple[RankView, ...]
-    stragglers: tuple[RankView, ...]
-    io: tuple[RankView, ...]
-    unknown: tuple[RankView, ...]
-    elsewhere: tuple[RankView, ...] = ()  # outside any collective while nobody waits in one
+    waiting: tuple[Placement, ...]
+    stragglers: tuple[Placement, ...]
+    io: tuple[Placement, ...]
+    unknown: tuple[Placement, ...]
+    elsewhere: tuple[Placement, ...] = ()  # outside any collective while nobody waits in one
 
     @property
     def io_stall(self) -> bool:
@@ -101,9 +149,11 @@ class HangAnalysis:
 
     def evidence(self) -> dict[str, Any]:
         """The same as data for verdict.json."""
-        def one(v: RankView) -> dict[str, Any]:
-            return {"rank": v.rank, "pid": v.pid, "activity": str(v.activity), "at": v.where(), "step": v.step,
-                    "d_state": v.d_state}
+        def one(v: Placement) -> dict[str, Any]:
+            out = {"rank": v.rank, "pid": v.pid, "activity": str(v.activity), "at": v.where(), "step": v.step,
+                   "d_state": v.d_state}
+            return out | ({"host": v.host, "gpu": v.gpu} if v.host or v.gpu else {}) | (
+                {"node": v.node} if v.node >= 0 else {})
         return {"waiting_ranks": [v.rank for v in self.waiting], "straggler_ranks": [v.rank for v in self.stragglers],
                 "io_ranks": [v.rank for v in self.io], "ranks": [one(v) for v in
                                                                  (*self.waiting, *self.stragglers, *self.io,
@@ -124,10 +174,14 @@ def rank_views(members: list[ProcessInfo], stacks: Mapping[int, str], heartbeats
             for pid, rank in sorted(leads.items(), key=lambda kv: kv[1])]
 
 
-def analyse(views: list[RankView]) -> HangAnalysis:
-    """Place every rank; stragglers are the ranks outside the collective that the others wait in."""
-    by = {a: tuple(sorted((v for v in views if v.activity == a), key=lambda v: v.rank)) for a in Activity}
-    waiting, other = by[Activity.COLLECTIVE], by[Activity.OTHER]
+def analyse(views: Sequence[RankView | Placement]) -> HangAnalysis:
+    """Place every rank; stragglers are the ranks outside the collective that the others wait in (computing,
+    loading a batch, evaluating: anything but I/O, which is judged apart)."""
+    placed = [v.placement() if isinstance(v, RankView) else v for v in views]
+    by = {a: tuple(sorted((v for v in placed if v.activity == a), key=lambda v: v.rank)) for a in Activity}
+    waiting = by[Activity.COLLECTIVE]
+    other = tuple(sorted((*by[Activity.OTHER], *by[Activity.LOADING], *by[Activity.EVALUATION]),
+                         key=lambda v: v.rank))
     stragglers = other if waiting else ()
     if waiting and not other:  # everyone in a collective: those in a different one than the majority
         ops = Counter(_op(v) for v in waiting)
@@ -139,19 +193,23 @@ def analyse(views: list[RankView]) -> HangAnalysis:
     return HangAnalysis(waiting, stragglers, by[Activity.IO], by[Activity.UNKNOWN], () if waiting else other)
 
 
-def _op(v: RankView) -> str:
-    lead = v.stack.main or (v.stack.threads[0] if v.stack.threads else None)
-    return lead.at.function if lead and lead.at else "?"
+def _op(v: Placement) -> str:
+    return v.op
 
 
-def _who(v: RankView) -> str:
-    """`rank 1 (pid 4242)`, or `pid 4242` for a process that names no rank."""
-    return f"rank {v.rank} (pid {v.pid})" if v.rank >= 0 else f"pid {v.pid}"
+def _who(v: Placement) -> str:
+    """`rank 1 (pid 4242)`, or `pid 4242` for a process that names no rank; with its host when known."""
+    who = f"rank {v.rank} (pid {v.pid})" if v.rank >= 0 else f"pid {v.pid}"
+    if v.node >= 0:
+        who += f" on node {v.node}" + (f" ({v.host})" if v.host else "")
+    elif v.host:
+        who += f" on {v.host}"
+    return who + (f" GPU {v.gpu}" if v.gpu else "")
 
 
-def _names(views: tuple[RankView, ...]) -> str:
+def _names(views: tuple[Placement, ...]) -> str:
     return ", ".join(str(v.rank) for v in views)
 
 
-def _s(views: tuple[RankView, ...]) -> str:
+def _s(views: tuple[Placement, ...]) -> str:
     return "s" if len(views) > 1 else ""

@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 PY_SPY_HINT = "install it with `pip install 'coldaisle[guard]'` (py-spy, from PyPI)"
 
 
+def find_py_spy() -> str | None:
+    """py-spy on PATH, else beside this Python (a virtual environment used without activating it)."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.is_file() else None)
+
+
 def dump_stack(pid: int, timeout_s: float = 10.0, py_spy: str | None = None, native: bool = True) -> str:
     """One process's stacks (native frames too where py-spy can unwind them), or why none could be taken."""
-    exe = py_spy or shutil.which("py-spy")
+    exe = py_spy or find_py_spy()
     if exe is None:
         return f"no stack for pid {pid}: py-spy is not installed; {PY_SPY_HINT}\n"
     argv = [exe, "dump", "--pid", str(pid), *(["--native"] if native else [])]
@@ -37,7 +45,7 @@ def dump_stack(pid: int, timeout_s: float = 10.0, py_spy: str | None = None, nat
 
 def dump_stacks(pids: list[int], timeout_s: float = 10.0, workers: int = 8) -> dict[int, str]:
     """Every pid's stacks, a few dumps at once so a large node is dumped within one timeout or so."""
-    exe = shutil.which("py-spy")
+    exe = find_py_spy()
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(pids)))) as pool:
         texts = pool.map(lambda pid: dump_stack(pid, timeout_s, exe), pids)
         return dict(zip(pids, texts, strict=True))

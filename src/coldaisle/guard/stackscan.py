@@ -2,8 +2,10 @@
 
 The frame tables are data: a Python frame is `function (path:line)`, a native one `symbol (library)`.
 A collective is a `torch.distributed` (or DeepSpeed / Megatron) communication call, a `Work.wait`, or a
-native NCCL / gloo entry point; I/O is a checkpoint save, a file write or flush, an fsync. py-spy lists
-the innermost frame first, so the first match from the top is what the thread is doing now.
+native NCCL / gloo entry point; I/O is a checkpoint save, a file write or flush, an fsync; loading is waiting
+on a data loader for the next batch; evaluation is a frame of an evaluation pass (`evaluate`,
+`validation_step`). py-spy lists the innermost frame first, so the first match from the top is what the thread
+is doing now.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ IO_FILES = re.compile(r"torch/serialization\.py|torch/distributed/checkpoint/|sa
                       r"deepspeed/runtime/checkpoint_engine/|orbax/|h5py/")
 IO_NATIVE = re.compile(r"^(__libc_write|write|__write_nocancel|fsync|fdatasync|__libc_pwrite\w*|pwrite\w*|"
                        r"sync_file_range|__GI___libc_write|msync)$")
+# Waiting for the next batch: PyTorch's DataLoader and the loaders large jobs use instead of it.
+LOADER_FILES = re.compile(r"torch/utils/data/|webdataset/|nvidia/dali/|ffcv/|streaming/base/|"
+                          r"datasets/iterable_dataset|megatron/core/datasets/|torchdata/")
+# An evaluation pass: the names Lightning, Hugging Face's Trainer, Megatron and hand-written loops give it.
+EVAL_FUNCTIONS = re.compile(r"^(_?evaluate|evaluation_loop|_run_evaluate|run_evaluation|eval_step|evaluation_step|"
+                            r"validate|validation_step|validation_loop|_run_validation|prediction_step|predict_step)$")
 
 _THREAD = re.compile(r'^Thread (0x[0-9a-fA-F]+|\d+) \(([^)]*)\)(?:: "(.*)")?')
 _PY_WHERE = re.compile(r":\d+$")
@@ -42,6 +50,8 @@ class Activity(StrEnum):
 
     COLLECTIVE = "collective"
     IO = "io"
+    LOADING = "loading"  # waiting for the next batch from a data loader
+    EVALUATION = "evaluation"  # inside an evaluation pass
     OTHER = "other"
     UNKNOWN = "unknown"  # no stack could be taken
 
@@ -90,7 +100,8 @@ class StackReport:
 
 
 def classify_frames(frames: tuple[StackFrame, ...]) -> tuple[Activity, StackFrame | None]:
-    """A collective anywhere on the stack wins (its socket writes are not checkpoint I/O), then I/O."""
+    """A collective anywhere on the stack wins (its socket writes are not checkpoint I/O), then I/O, then a data
+    loader, then an evaluation pass."""
     for fr in frames:
         if COLLECTIVE_NATIVE.search(fr.function) or (
                 fr.function.rsplit(".", 1)[-1] in COLLECTIVE_FUNCTIONS and COLLECTIVE_FILES.search(fr.where)):
@@ -99,6 +110,12 @@ def classify_frames(frames: tuple[StackFrame, ...]) -> tuple[Activity, StackFram
         if IO_NATIVE.match(fr.function) or IO_FILES.search(fr.where) or (
                 IO_FUNCTIONS.match(fr.function.rsplit(".", 1)[-1]) and ".py" in fr.where):
             return Activity.IO, _python_caller(frames, fr)
+    for fr in frames:
+        if fr.python and LOADER_FILES.search(fr.where):
+            return Activity.LOADING, fr
+    for fr in frames:
+        if fr.python and EVAL_FUNCTIONS.match(fr.function.rsplit(".", 1)[-1]):
+            return Activity.EVALUATION, fr
     return Activity.OTHER, next((f for f in frames if f.python), frames[0] if frames else None)
 
 

@@ -10,13 +10,14 @@ is left running.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from coldaisle.errors import ColdaisleError
 from coldaisle.guard.finish import Ending, RunResult
@@ -25,10 +26,13 @@ from coldaisle.guard.heartbeat import HeartbeatReader, HeartbeatSnapshot
 from coldaisle.guard.judge import HangJudge
 from coldaisle.guard.launch import Forwarding, child_env, start
 from coldaisle.guard.output import OutputTee
+from coldaisle.guard.peers import PeerWatch
 from coldaisle.guard.procs import job_processes
 from coldaisle.guard.recent import RecentTelemetry, TelemetryWatch
+from coldaisle.guard.rhythm import RankActivity, Rhythm
 from coldaisle.guard.stacks import StackCache
 from coldaisle.guard.stackwatch import StackWatch
+from coldaisle.guard.straggler import RankGpus, StragglerWatch
 from coldaisle.guard.watch import HangWatch, Look, MemoryWatch, Verdict, VerdictKind, Watch
 from coldaisle.telemetry.clock import Clock
 from coldaisle.telemetry.procfs import ProcessInfo
@@ -44,7 +48,7 @@ class Supervisor:
                  interval_s: float = 0.5, stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
                  say: Callable[[str], None] | None = None, io_timeout_s: float | None = None,
                  drain: Callable[[str], str] | None = None, gpu: GpuWatch | None = None,
-                 stack_watch: str = "auto") -> None:
+                 stack_watch: str = "auto", rhythm: Rhythm | None = None) -> None:
         if not cmd:
             raise ColdaisleError("no command to run", hint="put the job after `--`: coldaisle run -- python train.py",
                                  exit_code=2)
@@ -56,22 +60,41 @@ class Supervisor:
         self.heartbeats: HeartbeatSnapshot | None = None
         self._flight: Path | None = None  # the run's Flight Recorder directory, set at start
         stacks, recent = StackCache(), RecentTelemetry()  # the last dumps and the last ten minutes, for the bundle
+        self.rhythm, self.activity = rhythm, RankActivity()  # the job's learned step time; each rank's CPU and I/O
+        self.straggler = StragglerWatch(self.activity, self.say, host=socket.gethostname().split(".")[0],
+                                        gpus=RankGpus(self.activity, gpu is not None),
+                                        out=lambda: self._flight.with_name("heartbeat") if self._flight else None)
+        self.meeting = PeerWatch(self.activity, clock, self.say, suspect=lambda age: age >= min(
+            hang_timeout_s, (rhythm.threshold_s() if rhythm is not None else None) or hang_timeout_s),
+                                 host=self.straggler.host, gpus=self.straggler.gpus)
         self.watches = self._watches(hang_timeout_s, grace_s, memory_limit_bytes, gpu, stack_watch, stacks, recent)
         # a rank in I/O (D state, a checkpoint write) is not a collective hang: wait up to io_timeout_s for it
         self.judge = HangJudge(hang_timeout_s=hang_timeout_s, stacks=stacks, clock=clock, say=self.say,
                                io_timeout_s=io_timeout_s if io_timeout_s is not None else max(10 * hang_timeout_s,
                                                                                               1800.0),
-                               flight_dir=lambda: self._flight)
-        self.ending = Ending(self.cmd, grace_s, bundle_dir, clock, self.say, drain, stacks, self.tee, recent)
+                               flight_dir=lambda: self._flight, activity=self.activity,
+                               peers=lambda: self.meeting.peers, place=self.meeting.place)
+        self.ending = Ending(self.cmd, grace_s, bundle_dir, clock, self.say, drain, stacks, self.tee, recent,
+                             notes=self._notes)
 
     def _watches(self, hang_timeout_s: float, grace_s: float, memory_limit_bytes: float | None,
                  gpu: GpuWatch | None, stack_mode: str, stacks: StackCache, recent: RecentTelemetry) -> list[Watch]:
         """Hang signals first (heartbeats, the GPUs, stacks alone), then host memory, then the recorder."""
-        watches: list[Watch] = [HangWatch(hang_timeout_s), *([gpu] if gpu is not None else []),
+        watches: list[Watch] = [HangWatch(hang_timeout_s, self.rhythm, self.activity),
+                                *([gpu] if gpu is not None else []),
                                 StackWatch(hang_timeout_s, mode=stack_mode, stacks=stacks, gpu_watched=gpu is not None)]
         if memory_limit_bytes:
             watches.append(MemoryWatch(memory_limit_bytes, lead_s=grace_s + 2 * self.interval_s))
-        return [*watches, TelemetryWatch(recent, gpu)]
+        return [*watches, self.straggler, self.meeting, TelemetryWatch(recent, gpu)]
+
+    def _notes(self) -> dict[str, Any]:
+        """What the run learned on the way, for the bundle: pauses told apart from hangs, slow ranks."""
+        out: dict[str, Any] = {}
+        if self.judge.pauses:
+            out["pauses"] = self.judge.pauses[-5:]
+        if self.straggler.latest:
+            out |= self.straggler.evidence()
+        return out
 
     @property
     def actions(self) -> list[str]:
@@ -102,6 +125,8 @@ class Supervisor:
                 verdict = self.look(Look(self.clock.monotonic(), self.clock.time(), self.heartbeats,
                                          lambda: self._members(proc)))
                 if verdict is not None:
+                    if self.meeting.peers is not None:  # the store may live on this node: let the others read
+                        self.meeting.peers.wait_for_readers()
                     return verdict
             self.clock.sleep(self.interval_s)
         return None

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from coldaisle.guard.heartbeat import HeartbeatSnapshot
 from coldaisle.guard.procs import total_rss_bytes
+from coldaisle.guard.rhythm import RankActivity, Rhythm
 from coldaisle.telemetry.procfs import ProcessInfo
 
 
@@ -41,6 +42,7 @@ class VerdictKind(StrEnum):
     THERMAL = "thermal"
     JOB_FAILED = "job_failed"
     IO_STALL = "io_stall"
+    STRAGGLER = "straggler"  # the job ran to its end with a rank named slow (the exit code stays the job's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,30 +88,52 @@ class Watch(Protocol):
 
 
 class HangWatch:
-    """Hang: ranks have reported, and none of them progressed for `timeout_s`.
+    """Hang: ranks have reported, and none progressed for the job's learned rhythm or, at the latest, `timeout_s`.
 
-    A job that never reports cannot be judged from heartbeats: it is left to the other watches (and, later,
-    to stack sampling). Ranks that reported once and went silent count with their last report's age.
+    With a `Rhythm`, silence longer than its threshold (a few of the job's own steps, never under its floor)
+    is a suspected hang: the judge looks at what the ranks are doing before anything is stopped. While a rank
+    declares a phase (`coldaisle.phase("checkpoint")`), only `timeout_s` counts. A job that never reports is
+    left to the other watches; ranks that reported once and went silent count with their last report's age.
     """
 
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
+    def __init__(self, timeout_s: float, rhythm: Rhythm | None = None, activity: RankActivity | None = None) -> None:
+        self.timeout_s, self.rhythm, self.activity = timeout_s, rhythm, activity
 
     def look(self, job: Look) -> Verdict | None:
-        """The heartbeat verdict for this look."""
+        """Learn from this look, then the heartbeat verdict for it."""
+        if self.rhythm is not None:
+            self.rhythm.observe(job.now, job.heartbeats)
+        if self.activity is not None:
+            self.activity.observe(job.now, job.heartbeats)
         return self.check(job.heartbeats)
 
     def check(self, snapshot: HeartbeatSnapshot) -> Verdict | None:
-        """A hang verdict when the freshest rank's last progress is older than the timeout."""
+        """A hang verdict when the freshest rank's last progress is older than the threshold or the timeout."""
         if not snapshot.ranks:
             return None
         freshest = min(r.age_s for r in snapshot.ranks)
-        if freshest < self.timeout_s:
+        phases = {str(r.rank): [r.phase, round(r.phase_age_s, 1)] for r in snapshot.ranks if r.phase}
+        learned = self.rhythm.threshold_s() if self.rhythm is not None and not phases else None
+        adaptive = learned is not None and learned < self.timeout_s
+        limit = learned if adaptive and learned is not None else self.timeout_s
+        if freshest < limit:
             return None
         ranks = {str(r.rank if r.rank >= 0 else r.pid): {"step": r.step, "age_s": round(r.age_s, 3), "pid": r.pid}
                  for r in snapshot.ranks}
-        return Verdict(VerdictKind.HANG, f"no rank made progress for {freshest:.1f} s (timeout {self.timeout_s:g} s)",
-                       {"timeout_s": self.timeout_s, "freshest_age_s": round(freshest, 3), "ranks": ranks})
+        evidence: dict[str, Any] = {"signal": "heartbeat", "adaptive": adaptive, "timeout_s": self.timeout_s,
+                                    "freshest_age_s": round(freshest, 3), "ranks": ranks}
+        if phases:
+            evidence["phases"] = phases
+        if adaptive and self.rhythm is not None:
+            evidence |= {"threshold_s": round(limit, 3), **self.rhythm.evidence()}
+            beat = self.rhythm.median_s() if self.rhythm.learned else self.rhythm.boot_s or math.nan
+            why = (f"no rank made progress for {freshest:.1f} s, {freshest / beat:.0f}x its usual step of {beat:.2f} s "
+                   f"(suspect after {limit:.1f} s; timeout {self.timeout_s:g} s)")
+        else:
+            why = f"no rank made progress for {freshest:.1f} s (timeout {self.timeout_s:g} s)"
+            if phases:
+                why += "; in phase " + ", ".join(sorted({p for p, _ in phases.values()}))
+        return Verdict(VerdictKind.HANG, why, evidence)
 
 
 class MemoryWatch:

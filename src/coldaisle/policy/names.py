@@ -41,6 +41,8 @@ JOB = {
     "job_progress_age_s": "seconds since the job last reported progress (NaN when no progress source)",
     "job_latency_p50_s": "median request latency a serving job reports (`coldaisle.latency()`; worst rank)",
     "job_latency_p99_s": "99th percentile request latency a serving job reports (worst rank; NaN when none)",
+    "job_straggler_score": "the slowest rank's straggler score, 0 (keeps up with its peers) to 1 (`coldaisle run`'s "
+                           "fail-slow detection; NaN when the job is not supervised or has one rank)",
 }
 
 CONSTANTS = {

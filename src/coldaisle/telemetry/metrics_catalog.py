@@ -38,6 +38,7 @@ class MetricGroup(StrEnum):
     HOST = "host"  # when the loop passes a HostSample
     AGENT = "agent"  # when the loop passes AgentStats
     JOB = "job"  # one series per running job with a heartbeat (coldaisle run): progress age, latencies
+    JOB_RANK = "job_rank"  # one series per rank of a supervised job: its straggler score
     HISTORY = "history"  # the node's durable fault history: counts over windows, the lemon flag
     DCGM = "dcgm"  # when the exporter is built with dcgm_names=True
 
@@ -181,6 +182,9 @@ CATALOG: tuple[PromMetric, ...] = (
     *(_g(f"coldaisle_job_latency_{q}_seconds", f"{q} of the request latencies a serving job reports "
          "(coldaisle.latency(), last 256 per rank), worst rank", MetricGroup.JOB, f"job_latency_{q}_s", unit="seconds",
          labels=(*NODE_LABELS, "workload")) for q in ("p50", "p99")),
+    _g("coldaisle_job_rank_straggler_score", "How far a rank of a job under coldaisle run falls behind its peers: 0 "
+       "keeps up, 0.29 does 40% more work per step, towards 1 further behind (docs/run.md)", MetricGroup.JOB_RANK,
+       "score", labels=(*NODE_LABELS, "workload", "rank", "host", "gpu")),
     # dcgm-exporter aliases. Its counters are named without `_total`, which prometheus_client only allows as
     # untyped; Prometheus and Grafana read them the same way (rate() works on untyped series).
     _g("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", _DCGM, "sm_clock_mhz"),

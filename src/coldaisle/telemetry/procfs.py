@@ -1,4 +1,4 @@
-"""Process facts as /proc shows them, parsed in one place: stat, status, environ, statm and thread states.
+"""Process facts as /proc shows them, parsed in one place: stat, status, environ, statm, io and thread states.
 
 Every function takes the `/proc` root (default "/proc"), so tests point them at a captured tree; a process
 that exits while it is being read is None (or skipped), never an exception. Actions judge processes with
@@ -134,6 +134,30 @@ def rss_bytes(pid: int, proc: Proc = "/proc") -> int:
         return int(fields[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         return 0
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, proc: Proc = "/proc") -> float | None:
+    """CPU time the process has used so far, every thread, user and system (stat fields 14 and 15); None once
+    it is gone."""
+    try:
+        f = stat_fields((Path(proc) / str(pid) / "stat").read_text(errors="replace"))
+        return (int(f[11]) + int(f[12])) / _TICK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def io_bytes(pid: int, proc: Proc = "/proc", *, main_thread: bool = False) -> int | None:
+    """Bytes the process (or only its main thread) has passed through read and write calls so far (`rchar` +
+    `wchar` of /proc/PID/io: files, pipes and sockets alike); None when it is gone or not ours to read."""
+    path = Path(proc) / str(pid) / ("task" if main_thread else "") / (str(pid) if main_thread else "") / "io"
+    try:
+        values = dict(line.split(": ", 1) for line in path.read_text().splitlines())
+        return int(values["rchar"]) + int(values["wchar"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def any_thread_in_d_state(pid: int, proc: Proc = "/proc") -> bool:
