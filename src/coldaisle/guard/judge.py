@@ -67,6 +67,10 @@ class HangJudge:
         self._paused: str | None = None
         self._next_look = 0.0
 
+    def notes(self) -> dict[str, Any]:
+        """The pauses told apart from hangs this run (the last five), for the bundle."""
+        return {"pauses": self.pauses[-5:]} if self.pauses else {}
+
     def progressing(self) -> None:
         """No watch sees a hang: an I/O wait or a pause, if there was one, is over."""
         self._io_since, self._paused, self._next_look = None, None, 0.0

@@ -127,7 +127,9 @@ class StragglerWatch:
         return None
 
     def evidence(self) -> dict[str, Any]:
-        """The latest scores and the ranks named, for the bundle."""
+        """The latest scores and the ranks named, for the bundle (nothing before the first scores)."""
+        if not self.latest:
+            return {}
         return {"straggler_scores": [asdict(s) for s in self.latest.values()],
                 "stragglers_named": list(self.named.values())}
 

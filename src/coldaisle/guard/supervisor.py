@@ -17,7 +17,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from coldaisle.errors import ColdaisleError
 from coldaisle.guard.finish import Ending, RunResult
@@ -75,7 +75,7 @@ class Supervisor:
                                flight_dir=lambda: self._flight, activity=self.activity,
                                peers=lambda: self.meeting.peers, place=self.meeting.place)
         self.ending = Ending(self.cmd, grace_s, bundle_dir, clock, self.say, drain, stacks, self.tee, recent,
-                             notes=self._notes)
+                             notes=lambda: {**self.judge.notes(), **self.straggler.evidence()})  # for the bundle
 
     def _watches(self, hang_timeout_s: float, grace_s: float, memory_limit_bytes: float | None,
                  gpu: GpuWatch | None, stack_mode: str, stacks: StackCache, recent: RecentTelemetry) -> list[Watch]:
@@ -86,15 +86,6 @@ class Supervisor:
         if memory_limit_bytes:
             watches.append(MemoryWatch(memory_limit_bytes, lead_s=grace_s + 2 * self.interval_s))
         return [*watches, self.straggler, self.meeting, TelemetryWatch(recent, gpu)]
-
-    def _notes(self) -> dict[str, Any]:
-        """What the run learned on the way, for the bundle: pauses told apart from hangs, slow ranks."""
-        out: dict[str, Any] = {}
-        if self.judge.pauses:
-            out["pauses"] = self.judge.pauses[-5:]
-        if self.straggler.latest:
-            out |= self.straggler.evidence()
-        return out
 
     @property
     def actions(self) -> list[str]:
