@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from coldaisle.errors import ColdaisleError
 from coldaisle.health.command import health_command, slurm_app
@@ -49,7 +49,7 @@ def _progress(console: Console, label: str) -> Progress:
 def _run(plan_name: str, until: str | None, console: Console, label: str, policy: str | None = None,
          audit: Path | None = None):  # type: ignore[no-untyped-def]
     """Replay a scenario with a progress bar; with `policy`, the agent enforces it (returns a Guarded)."""
-    from coldaisle.replay.protected import guarded_replay
+    from coldaisle.replay.paced import protected_run
     from coldaisle.replay.summary import iso
     from coldaisle.sim.run import load_plan, parse_until, replay
 
@@ -64,7 +64,7 @@ def _run(plan_name: str, until: str | None, console: Console, label: str, policy
 
         if policy is None:
             return replay(plan, until_s=until_s, progress=tick)
-        return guarded_replay(plan, policy, until_s=until_s, audit_path=audit, progress=tick)
+        return protected_run(plan, policy, until_s=until_s, audit_path=audit, progress=tick)  # paced for a mix
 
 
 @sim_app.command("run")
@@ -75,6 +75,8 @@ def sim_run(
     audit: Annotated[Path | None, typer.Option(help="Audit log path for a protected run.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (docs/sim.md).")] = False,
     logs: Annotated[Path | None, typer.Option(help="Write every node's logs, in real formats, here.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Also write the report as HTML here (with ETTR for a failure "
+                                                   "mix).")] = None,
 ) -> None:
     """Run SCENARIO on the twin (protected by --policy, if given) and print what happened."""
     from coldaisle.replay.demo import build_report, protected_report
@@ -98,8 +100,52 @@ def sim_run(
             summary["audit_log"] = str(guarded.audit_path)
             summary["decisions"], summary["outcomes"] = audit_records(guarded.audit_path)
         sys.stdout.write(json.dumps(summary, indent=1) + "\n")
+    if html is None and as_json:
         return
-    render_terminal(build_report(twin) if guarded is None else protected_report(guarded), out)
+    report = build_report(twin) if guarded is None else protected_report(guarded)
+    if html is not None:
+        from coldaisle.report import write_html
+
+        write_html(report, html)
+        err.print(f"HTML report: {html}")
+    if not as_json:
+        render_terminal(report, out)
+
+
+@sim_app.command("compare")
+def sim_compare(
+    policy_a: Annotated[str, typer.Argument(help="Policy file, `default`, `no-hang-detection` or `none`.")],
+    policy_b: Annotated[str, typer.Argument(help="The policy to set beside it.")],
+    scenario: Annotated[str, typer.Argument(help="Scenario file, or the name of a shipped one.")],
+    until: Annotated[str | None, typer.Option(help='Stop early: "+6 h", "09:00" or an ISO time.')] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print both sides as JSON (docs/sim.md).")] = False,
+    html: Annotated[Path | None, typer.Option(help="Also write the comparison as HTML here.")] = None,
+) -> None:
+    """Run SCENARIO under POLICY_A and POLICY_B (same seeded faults) and show ETTR and costs side by side."""
+    from coldaisle.replay.compare import compare_report, compare_summary, run_side
+    from coldaisle.replay.summary import iso
+    from coldaisle.report import render_terminal, write_html
+    from coldaisle.sim.run import load_plan, parse_until
+
+    plan = load_plan(scenario)
+    until_s = parse_until(until, plan)
+    sides = []
+    for spec in (policy_a, policy_b):
+        with _progress(err, f"{scenario} under {spec}") as bar:
+            task = bar.add_task("run", total=plan.duration_s if until_s is None else until_s, clock="")
+
+            def tick(t: float, _end: float, bar: Progress = bar, task: TaskID = task) -> None:
+                bar.update(task, completed=t, clock=iso(plan.start_epoch + t)[:16].replace("T", " "))
+
+            sides.append(run_side(plan, spec, until_s=until_s, progress=tick))
+    report = compare_report(plan, sides[0], sides[1])
+    if html is not None:
+        write_html(report, html)
+        err.print(f"HTML report: {html}")
+    if as_json:
+        sys.stdout.write(json.dumps(compare_summary(plan, sides[0], sides[1]), indent=1) + "\n")
+    else:
+        render_terminal(report, out)
 
 
 @sim_app.command("test")

@@ -118,6 +118,16 @@ EXAMPLES: dict[EventClass, tuple[str, dict[str, Any], list[str]]] = {
     EventClass.NODE_DRAIN: ("slurm", {"reason": "PCIe clock jitter", "by": "coldaisle"}, [
         r"^\[[\dT:.-]+\] update_node: node node-gpu-44 reason set to: PCIe clock jitter$",
         r"^\[[\dT:.-]+\] update_node: node node-gpu-44 state set to DRAINING$"]),
+    EventClass.LINK_DOWN: ("kernel", {"pci": "0000:4b:00.0", "interface": "ibp75s0"}, [  # the mlx5 driver's line
+        r"mlx5_core 0000:4b:00\.0 ibp75s0: Link down$"]),
+    EventClass.NCCL_NET_ERROR: ("nccl", {"pid": 12849, "tid": 12950, "gpu": 0, "peer": "node-gpu-45", "port": 54321,
+                                         "status": 12, "job": 4242}, [
+        r"^node-gpu-44:12849:12950 \[0\] NCCL WARN NET/IB : Got completion from peer [\d.]+<54321> with error 12, "]),
+    EventClass.NODE_DOWN: ("slurm", {"reason": "unplanned maintenance"}, [
+        r"^\[[\dT:.-]+\] error: Nodes node-gpu-44 not responding, setting DOWN$",
+        r"^\[[\dT:.-]+\] update_node: node node-gpu-44 reason set to: unplanned maintenance$"]),
+    EventClass.RANK_CRASH: ("torch", {"rank": 17, "pid": 12849, "job": 4242, "error": "loss check failed"}, [
+        r"^\[rank17\]: RuntimeError: loss check failed$"]),
 }
 
 

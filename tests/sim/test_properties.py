@@ -44,12 +44,18 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         gpu = {"node": node_name(draw(node)), "gpu": draw(st.integers(0, gpus - 1))}
         kind = draw(st.sampled_from(["fan_failure", "gpu_lost", "pcie_jitter", "collective_deadlock",
                                      "kv_growth", "cooling_failure", "emergency_power_off", "portable_cooling",
-                                     "cancel_job"]))
+                                     "cancel_job", "xid", "link_down", "node_down", "thermal_interface",
+                                     "rank_crash"]))
         if kind == "cancel_job" and not jobs:
             kind = "fan_failure"
         entry: dict[str, Any] = {"at": at, "fault": kind}
-        if kind in ("fan_failure", "gpu_lost", "pcie_jitter", "collective_deadlock"):
+        if kind in ("fan_failure", "gpu_lost", "pcie_jitter", "collective_deadlock", "thermal_interface",
+                    "rank_crash"):
             entry |= gpu
+        elif kind == "xid":
+            entry |= gpu | {"xid": draw(st.sampled_from([48, 94, 119, 13]))}
+        elif kind in ("link_down", "node_down"):
+            entry |= {"node": gpu["node"]}
         elif kind == "kv_growth":
             entry |= gpu | {"tokens": draw(st.integers(1, 400_000)), "tokens_per_second": "2000 /s",
                             "bytes_per_token": f"{draw(st.integers(16, 1024))} KiB",
@@ -122,9 +128,9 @@ def test_the_twin_never_produces_impossible_states(doc: dict[str, Any]) -> None:
 
 @settings(max_examples=15, deadline=None, derandomize=True, database=None)
 @given(doc=scenarios(), chunks=st.lists(st.floats(0.5, 40.0), min_size=1, max_size=8))
-def test_how_the_clock_is_advanced_does_not_change_the_run(doc: dict[str, Any], chunks: list[float]) -> None:
-    """A twin advanced by sleeps of any length matches one run straight to the same time."""
-    _, plan = parse_scenario(yaml.safe_dump(doc, sort_keys=False), "random.yaml")
+def test_how_the_clock_is_advanced_does_not_change_a_fixed_step_run(doc: dict[str, Any], chunks: list[float]) -> None:
+    """On fixed steps, a twin advanced by sleeps of any length matches one run straight to the same time."""
+    _, plan = parse_scenario(yaml.safe_dump(doc | {"max_step": doc["step"]}, sort_keys=False), "random.yaml")
     slept, straight = Twin(plan), Twin(plan)
     for c in chunks:
         slept.clock.sleep(c)
@@ -133,3 +139,23 @@ def test_how_the_clock_is_advanced_does_not_change_the_run(doc: dict[str, Any], 
     np.testing.assert_array_equal(slept.state.temp_c, straight.state.temp_c)
     np.testing.assert_array_equal(slept.state.power_w, straight.state.power_w)
     assert slept.events == straight.events
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(doc=scenarios(), chunks=st.lists(st.floats(0.5, 200.0), min_size=1, max_size=4))
+def test_long_steps_stay_within_a_tenth_of_a_degree_of_fixed_steps(doc: dict[str, Any], chunks: list[float]) -> None:
+    """However the clock is advanced, the adaptive twin keeps every recorded temperature within 0.1 C of fixed
+    steps, and logs the same events at the same instants."""
+    _, adaptive = parse_scenario(yaml.safe_dump(doc, sort_keys=False), "random.yaml")
+    _, fixed = parse_scenario(yaml.safe_dump(doc | {"max_step": doc["step"]}, sort_keys=False), "random.yaml")
+    a, f = Twin(adaptive), Twin(fixed)
+    for c in chunks:
+        a.clock.sleep(min(c, adaptive.duration_s - a.clock.monotonic()))
+    a.run_until(adaptive.duration_s)
+    f.run_until(fixed.duration_s)
+    assert a.t == f.t and a.recorder.n == f.recorder.n
+    for series in ("gpu_temp_c", "aisle_c", "rack_inlet_c"):
+        np.testing.assert_allclose(a.recorder.view(series), f.recorder.view(series), atol=0.1, rtol=0)
+    assert [(e.time, e.host, e.cls, e.fields.get("gpu")) for e in a.events] == \
+        [(e.time, e.host, e.cls, e.fields.get("gpu")) for e in f.events]

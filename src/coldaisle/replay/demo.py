@@ -9,6 +9,7 @@ import numpy as np
 
 from coldaisle.replay.protected import Guarded
 from coldaisle.replay.summary import group_events
+from coldaisle.replay.training import training_section
 from coldaisle.report import Marker, Plot, Report, Section, Series, Table, Threshold, TimelineRow
 from coldaisle.sim.twin import Twin
 from coldaisle.telemetry.events import Event, Severity
@@ -17,6 +18,7 @@ from coldaisle.units import format_duration
 #: Appendix B of the incident report: Rack 4, shelf 2, minutes after 03:00 -> reading.
 REPORTED_RACK4_SHELF2 = ((0, 22.0), (5, 45.0), (10, 68.0), (15, 89.0), (16, 92.0), (20, 95.0))
 NIGHT_S = 6 * 3600.0
+MAX_RACK_CURVES = 8  # a fleet's report plots its hottest racks only
 _NOISE = frozenset({"process_exit", "nccl_init"})
 
 
@@ -31,7 +33,7 @@ def sensor_at(twin: Twin, name: str, t: float) -> float:
 def build_report(twin: Twin, guarded: Guarded | None = None) -> Report:
     """The replay as a Report: what happened, the curves, the timeline, the bill; with `guarded`, the
     same night under coldaisle's default policy beside it."""
-    sections = [_overview(twin)]
+    sections = [_overview(twin), *_training(twin)]
     if guarded is not None:
         sections.append(_comparison(twin, guarded))
     sections += [_curves(twin, "no protection")]
@@ -47,7 +49,13 @@ def build_report(twin: Twin, guarded: Guarded | None = None) -> Report:
 def protected_report(g: Guarded) -> Report:
     """`coldaisle sim run --policy`'s report: what happened, what the agent did, the curves, the timeline."""
     return Report(f"coldaisle sim run: {g.twin.plan.scenario.name}", f"protected by {g.policy.source}", 0.0,
-                  (_overview(g.twin), _actions(g), _curves(g.twin, "protected"), _timeline(g.twin)))
+                  (_overview(g.twin), *_training(g.twin), _actions(g), _curves(g.twin, "protected"), _timeline(g.twin)))
+
+
+def _training(twin: Twin) -> tuple[Section, ...]:
+    """The ETTR section of a failure-mix run (none otherwise)."""
+    section = training_section(twin)
+    return () if section is None else (section,)
 
 
 def _first(events: list[Event], pred: Callable[[Event], bool]) -> float | None:
@@ -149,7 +157,7 @@ def _overview(twin: Twin) -> Section:
 def _curves(twin: Twin, label: str) -> Section:
     plan, rec = twin.plan, twin.recorder
     t = rec.view("t")
-    night = t <= NIGHT_S
+    night = t <= (NIGHT_S if twin.campaign is None else np.inf)  # a failure mix: its whole run
     times = plan.start_epoch + t[night]
     card = plan.card
     limits = (Threshold(f"slowdown {card.slowdown_c:.0f} C", card.slowdown_c),
@@ -167,7 +175,7 @@ def _curves(twin: Twin, label: str) -> Section:
                            style="dotted"),)
     racks = tuple(Series(f"rack {r + 1} hottest GPU", times,
                          rec.view("gpu_temp_c")[night][:, plan.layout.gpu_rack == r].max(axis=1), "C")
-                  for r in range(plan.layout.n_racks))
+                  for r in _racks_to_plot(twin))
     power = (Series("IT power", plan.start_epoch + t, rec.view("it_kw"), "kW"),
              Series("facility power", plan.start_epoch + t, rec.view("facility_kw"), "kW", style="dashed"))
     plots = (
@@ -176,6 +184,16 @@ def _curves(twin: Twin, label: str) -> Section:
         Plot("Power drawn, whole run", "power (kW)", power),
     )
     return Section(f"Temperatures and power, {label}", plots=plots)
+
+
+def _racks_to_plot(twin: Twin) -> list[int]:
+    """Every rack of a small cluster; the hottest MAX_RACK_CURVES racks of a large one, in rack order."""
+    lay = twin.plan.layout
+    if lay.n_racks <= 2 * MAX_RACK_CURVES:
+        return list(range(lay.n_racks))
+    peak = np.full(lay.n_racks, -np.inf)
+    np.maximum.at(peak, lay.gpu_rack, twin.state.peak_c)
+    return sorted(np.argsort(-peak)[:MAX_RACK_CURVES].tolist())
 
 
 def _timeline(twin: Twin) -> Section:

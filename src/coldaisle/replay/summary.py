@@ -2,7 +2,8 @@
 
 Schema `coldaisle.sim.summary/1` (docs/sim.md): scenario and clock facts, every named sensor's
 readings (one per simulated minute at least), each GPU's peak temperature and time above
-slowdown, every event with its time, jobs, losses, and energy drawn.
+slowdown, every event with its time, jobs, losses, and energy drawn; for a failure-mix scenario,
+`training`: ETTR, goodput and the time lost by cause (replay.training).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from coldaisle.replay.training import training_summary
 from coldaisle.sim.twin import Twin
 from coldaisle.telemetry.events import Event, Severity
 
@@ -30,12 +32,20 @@ def iso(epoch: float) -> str:
 
 def summarize(twin: Twin, *, reading_every_s: float = 60.0) -> dict[str, Any]:
     """The JSON-ready summary of a twin's run so far."""
-    plan, rec, s, ph = twin.plan, twin.recorder, twin.state, twin.physics
+    plan, rec = twin.plan, twin.recorder
     stride = max(1, math.floor(min(reading_every_s, 60.0) / rec.every + 1e-9))
-    t = rec.view("t")[::stride]
-    times = [iso(plan.start_epoch + x) for x in t]
-    lay = plan.layout
-    labels = [lay.gpu_label(g) for g in range(lay.n_gpus)]
+    times = [iso(plan.start_epoch + x) for x in rec.view("t")[::stride]]
+    labels = [plan.layout.gpu_label(g) for g in range(plan.layout.n_gpus)]
+    out = _facts(twin, times, labels, stride)
+    training = training_summary(twin)
+    if training is not None:
+        out["training"] = training
+    return out
+
+
+def _facts(twin: Twin, times: list[str], labels: list[str], stride: int) -> dict[str, Any]:
+    """Everything but the training ledger."""
+    plan, rec, s, ph, lay = twin.plan, twin.recorder, twin.state, twin.physics, twin.plan.layout
     return {
         "schema": SCHEMA,
         "scenario": plan.scenario.name,

@@ -37,3 +37,7 @@ class EventClass(StrEnum):
     POWER_CAP = "power_cap"  # source coldaisle. gpu, watts, previous_watts
     NODE_DRAIN = "node_drain"  # source slurm. reason, by
     POWER_CYCLE = "power_cycle"  # source bmc. state ("cycle": power cut by the BMC, "on": back and booted)
+    LINK_DOWN = "link_down"  # source kernel. pci (the NIC's), interface
+    NCCL_NET_ERROR = "nccl_net_error"  # source nccl. pid, tid, gpu, peer, port, status (12: retry exceeded), job
+    NODE_DOWN = "node_down"  # source slurm. reason
+    RANK_CRASH = "rank_crash"  # source torch. rank, pid, job, error

@@ -15,9 +15,15 @@ if TYPE_CHECKING:
     from coldaisle.sim.twin import Twin
 
 
+#: Xids after which the GPU keeps an uncorrectable memory error until it is reset (a row remapping pending)
+ECC_XIDS = frozenset({48, 94, 95})
+
+
 def apply(twin: Twin, tf: TimedFault, t: float) -> None:
-    """Apply one timeline entry at time t (seconds since start)."""
+    """Apply one timeline entry (or drawn failure) at time t (seconds since start); the campaign, if any, is told."""
     HANDLERS[tf.fault.fault](twin, tf, t)
+    if twin.campaign is not None:
+        twin.campaign.note_fault(tf, t)
 
 
 def _pcie_jitter(twin: Twin, tf: TimedFault, t: float) -> None:
@@ -115,6 +121,68 @@ def _cancel(twin: Twin, tf: TimedFault, t: float) -> None:
             twin.workload.signal(int(g), "SIGTERM", t)
 
 
+def _xid(twin: Twin, tf: TimedFault, t: float) -> None:
+    s, g, xid = twin.state, tf.gpu, int(tf.fault.xid)  # type: ignore[union-attr]
+    if s.lost[g]:
+        return
+    local, pid = int(twin.plan.layout.gpu_local[g]), int(twin.workload.pid[g])
+    twin.emit(t, twin.host_of(g), "kernel", E.XID, Severity.CRITICAL, xid=xid, pci=twin.pci(local), gpu=local,
+              pid=pid or None, process="python3" if pid else None)
+    if xid in ECC_XIDS:
+        s.remap_pending[g] = 1.0
+        s.touch("remap_pending")
+    twin.workload.exit(g, t, f"Xid {xid}")
+
+
+def _link_down(twin: Twin, tf: TimedFault, t: float) -> None:
+    s, lay, wl = twin.state, twin.plan.layout, twin.workload
+    for node in range(tf.node, tf.node + int(tf.fault.span)):  # type: ignore[union-attr]
+        if not s.node_up[node] or s.link_down[node]:
+            continue
+        s.link_down[node] = True
+        host = lay.node_names[node]
+        twin.emit(t, host, "kernel", E.LINK_DOWN, Severity.WARNING, pci="0000:4b:00.0", interface="ibp75s0")
+        gpus = lay.gpus_of_node(node)
+        ranks = gpus[wl.pid[gpus] != 0]
+        if ranks.size == 0:
+            continue
+        g, peer = int(ranks[0]), lay.node_names[(node + int(tf.fault.span)) % lay.n_nodes]  # type: ignore[union-attr]
+        twin.emit(t, host, "nccl", E.NCCL_NET_ERROR, Severity.ERROR, pid=int(wl.pid[g]), tid=int(wl.pid[g]) + 101,
+                  gpu=int(lay.gpu_local[g]), peer=peer, port=54321, status=12, job=_job_name(twin, g))
+        if wl.summary:
+            wl.exit_many(t, ranks, "NCCL network error")
+        else:
+            for r in ranks:
+                wl.exit(int(r), t, "NCCL network error")
+
+
+def _node_down(twin: Twin, tf: TimedFault, t: float) -> None:
+    if not twin.state.node_up[tf.node]:
+        return
+    twin.emit(t, twin.plan.layout.node_names[tf.node], "slurm", E.NODE_DOWN, Severity.ERROR,
+              reason=str(tf.fault.reason))  # type: ignore[union-attr]
+    twin.power_off_node(tf.node, t)
+
+
+def _thermal_interface(twin: Twin, tf: TimedFault, t: float) -> None:
+    s, f = twin.state, tf.fault
+    s.heat_path[tf.gpu] /= float(f.factor)  # type: ignore[union-attr]
+    s.any_degraded = True
+    twin.truth(t, twin.host_of(tf.gpu), "thermal_interface_failed", gpu=int(twin.plan.layout.gpu_local[tf.gpu]),
+               factor=float(f.factor))  # type: ignore[union-attr]
+
+
+def _rank_crash(twin: Twin, tf: TimedFault, t: float) -> None:
+    wl, g = twin.workload, tf.gpu
+    gi = int(wl.group_of[g])
+    if gi < 0:
+        return
+    jp = twin.plan.jobs[wl.groups[gi].job]
+    twin.emit(t, twin.host_of(g), "torch", E.RANK_CRASH, Severity.ERROR, rank=int(np.searchsorted(jp.gpus, g)),
+              pid=int(wl.pid[g]), job=jp.spec.name, error=str(tf.fault.reason))  # type: ignore[union-attr]
+    wl.exit(g, t, str(tf.fault.reason))  # type: ignore[union-attr]
+
+
 HANDLERS: dict[str, Callable[[Twin, TimedFault, float], None]] = {
     "pcie_jitter": _pcie_jitter,
     "collective_deadlock": _deadlock,
@@ -126,4 +194,9 @@ HANDLERS: dict[str, Callable[[Twin, TimedFault, float], None]] = {
     "nccl_bootstrap_timeout": _bootstrap,
     "emergency_power_off": _epo,
     "cancel_job": _cancel,
+    "xid": _xid,
+    "link_down": _link_down,
+    "node_down": _node_down,
+    "thermal_interface": _thermal_interface,
+    "rank_crash": _rank_crash,
 }

@@ -277,6 +277,12 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
                         "{capacity_kw_before} kW -> {capacity_kw_after} kW",),
     C.EMERGENCY_POWER_OFF: ("{syslog} EPO [coldaisle@32473 {sd}] Emergency power off rack {rack} by {by}: "
                             "{reason}",),
+    C.LINK_DOWN: ("mlx5_core {pci} {interface}: Link down",),
+    C.NCCL_NET_ERROR: ("{nccl} NCCL WARN NET/IB : Got completion from peer {peer_ip}<{port}> with error {status}, "
+                       "opcode 0, len 0, vendor err 129 (Recv)",),
+    C.NODE_DOWN: ("error: Nodes {host} not responding, setting DOWN", "update_node: node {host} reason set to: "
+                  "{reason}"),
+    C.RANK_CRASH: ("[rank{rank}]: RuntimeError: {error}",),
 }
 _AGENT_CLASSES = frozenset({C.THERMAL_SLOWDOWN, C.THERMAL_SHUTDOWN, C.SIGNAL_SENT, C.POWER_CAP})
 

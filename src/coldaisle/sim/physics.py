@@ -5,7 +5,9 @@ fan-dependent resistance R, integrated exactly (T -> T_inlet + P*R with time con
 so any step length is stable. Rack inlet: its row's cold aisle plus a recirculation rise
 per kW of rack load. Row air: a thermal mass heated by what the GPUs and hosts shed,
 cooled by CRAC capacity (a controller toward the setpoint, capped at capacity) and mixed
-with the other rows. Every joule is booked: drawn = removed by cooling + stored.
+with the other rows, integrated explicitly in sub-steps within its stability limit, so the
+twin's long quiet steps (sim.stepper) stay stable too. Every joule is booked: drawn =
+removed by cooling + stored.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Physics:
         self._work: np.ndarray | None = None
         self._demand_version = -1
         self._demand = np.zeros(lay.n_gpus)
+        self._spinning: np.ndarray | None = None  # 1.0 where a GPU spins in a collective (None: none does)
         self.gpu_rack, self.gpu_row, self.rack_row = lay.gpu_rack, lay.gpu_row, lay.rack_row
         self.gpu_node = lay.gpu_node
         self.node_rack, self.node_row = lay.node_rack, lay.node_row
@@ -51,6 +54,11 @@ class Physics:
         self.it_j = self.cooling_j = self.facility_j = self.spin_j = 0.0
         self.pue = fac.pue_normal
         self.host_power_w = 0.0
+        self.room_limit_s = min(self.ctrl_tau, self.c_air / max(self.mixing, 1e-9)) / 4  # resolve's bound on `step`
+        self.track = False  # measure how far things moved in each step (the adaptive stepper asks)
+        # the largest change in the last step, when tracked, of: a GPU's temperature, an aisle's, a fan's speed
+        # (0..1) and a GPU's thermal throttling (share of power kept)
+        self.moved_c = self.moved_air_c = self.moved_fan = self.moved_throttle = 0.0
         self._host_key = -1
         self._host_rack = np.zeros(self.n_racks)
         self._host_row = np.zeros(self.n_rows)
@@ -70,15 +78,19 @@ class Physics:
         s.energy_j += s.power_w * dt
         self.it_j += it * dt
         self.facility_j += it * self.pue * dt
-        self.spin_j += float(np.dot(s.power_w, s.work == _SPIN)) * dt
+        if self._spinning is not None:  # a float mask: np.dot over a bool one takes numpy's slow generic loop
+            self.spin_j += float(np.dot(s.power_w, self._spinning)) * dt
         np.maximum(s.peak_c, s.temp_c, out=s.peak_c)
 
     def _power(self, s: State) -> None:
         if self._work is None or not np.array_equal(s.work, self._work) or s.demand_version != self._demand_version:
             self._work, self._demand_version = s.work.copy(), s.demand_version
             self._demand = s.demand[s.work, self.idx]  # a 2-D gather: redone only when a GPU changes state
+            spinning = s.work == _SPIN
+            self._spinning = spinning.astype(float) if spinning.any() else None
         demand = self._demand
         t = s.throttle
+        before = t.copy() if self.track and float(s.temp_c.max()) > self.slowdown - 1.0 else None
         np.subtract(s.temp_c, self.slowdown, out=t)
         t *= -self.slope
         t += 1.0
@@ -86,6 +98,8 @@ class Physics:
         np.maximum(t, self.floor, out=t)
         np.minimum(demand, s.limit_w, out=s.power_w)
         s.power_w *= t
+        if self.track:
+            self.moved_throttle = 0.0 if before is None else float(np.abs(t - before).max())
 
     def _host_by_row(self, s: State) -> np.ndarray:
         key = s.nodes_version
@@ -112,9 +126,13 @@ class Physics:
             target[s.fan_failed] = 0.0
         target -= s.fan
         target *= 1.0 - math.exp(-dt / self.fan_tau)
+        if self.track:
+            self.moved_fan = float(np.abs(target).max())
         s.fan += target
         g = s.fan * (self.g_full - self.g_still)
         g += self.g_still
+        if s.any_degraded:
+            g *= s.heat_path
         t_ss = s.power_w / g
         t_ss += inlet
         decay = np.exp(g * (-dt / self.C))
@@ -122,15 +140,53 @@ class Physics:
         new *= decay
         new += t_ss
         heat_out = s.power_w - (new - s.temp_c) * (self.C / dt)
+        if self.track:
+            self.moved_c = float(np.abs(new - s.temp_c).max())
         s.temp_c[:] = new
         return np.bincount(self.gpu_row, weights=heat_out, minlength=self.n_rows)
 
     def _room(self, s: State, q_row: np.ndarray, dt: float) -> None:
+        # a step longer than the air's stability limit (a long quiet step) holds the GPUs' heat: the air is solved
+        # exactly while no row's cooling saturates, and sub-stepped within its stability limit otherwise
+        before = s.aisle_c.copy() if self.track else None
+        if dt <= self.room_limit_s + 1e-9:
+            self._air(s, q_row, dt)
+        elif not self._air_exact(s, q_row, dt):
+            n = math.ceil(dt / self.room_limit_s - 1e-9)
+            for _ in range(n):
+                self._air(s, q_row, dt / n)
+        if before is not None:
+            self.moved_air_c = float(np.abs(s.aisle_c - before).max())
+
+    def _air_exact(self, s: State, q_row: np.ndarray, dt: float) -> bool:
+        """The air's exact solution over `dt` when every row's CRAC stays between idle and its capacity: the rows'
+        mean relaxes to the setpoint with the control time constant, their differences also mix away. False
+        (nothing changed) when a row saturates at either end."""
+        k = self.c_air / self.ctrl_tau
+        mean0 = float(np.add.reduce(s.aisle_c)) / s.aisle_c.size
+        decay = math.exp(-dt / self.ctrl_tau)
+        after = self.setpoint + (mean0 - self.setpoint) * decay + (s.aisle_c - mean0) * math.exp(
+            -dt * (1.0 / self.ctrl_tau + self.mixing / self.c_air))
+        for aisle in (s.aisle_c, after):
+            wanted = q_row + (aisle - self.setpoint) * k
+            if float(wanted.min()) < 0.0 or bool((wanted > s.capacity_w).any()):
+                return False
+        s.aisle_c[:] = after
+        self.cooling_j += float(np.add.reduce(q_row)) * dt + k * s.aisle_c.size * (mean0 - self.setpoint) * \
+            self.ctrl_tau * (1.0 - decay)
+        self._pue(q_row, s)
+        return True
+
+    def _air(self, s: State, q_row: np.ndarray, dt: float) -> None:
         wanted = q_row + (s.aisle_c - self.setpoint) * (self.c_air / self.ctrl_tau)
         cooled = np.minimum(np.maximum(wanted, 0.0), s.capacity_w)
         mix = (float(np.add.reduce(s.aisle_c)) / s.aisle_c.size - s.aisle_c) * self.mixing  # ndarray.mean: 5x slower
         s.aisle_c += (q_row - cooled + mix) * (dt / self.c_air)
         self.cooling_j += float(cooled.sum()) * dt
+        self._pue(q_row, s)
+
+    def _pue(self, q_row: np.ndarray, s: State) -> None:
+        """PUE rises from normal to saturated as the load passes the design share of cooling capacity."""
         load = float(np.add.reduce(q_row)) / max(float(np.add.reduce(s.capacity_w)), 1.0)
         rise = min(max((load - self.pue_design) / (1.0 - self.pue_design), 0.0), 1.0)
         self.pue = self.pue_normal + (self.pue_sat - self.pue_normal) * rise

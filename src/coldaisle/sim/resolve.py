@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from coldaisle.config import Loc, Located
 from coldaisle.errors import ColdaisleError
+from coldaisle.sim.failmix import FailurePlan, resolve_failures
 from coldaisle.sim.scenario import (
     Card,
     FanFailure,
@@ -79,6 +80,7 @@ class TimedFault:
     node: int = -1
     gpu: int = -1
     peer: int = -1
+    cause: str = ""  # the failure-mix category that drew it ("" for a timeline entry)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class Plan:
     faults: tuple[TimedFault, ...]
     start_epoch: float
     duration_s: float
+    failures: FailurePlan | None = None  # the failure-mix kind's job, checkpoints, restarts and draws
 
 
 def resolve(scenario: Scenario, lines: dict[Loc, int], file: str) -> Plan:
@@ -104,6 +107,8 @@ def resolve(scenario: Scenario, lines: dict[Loc, int], file: str) -> Plan:
         raise at.error(("duration",), "the duration must be positive")
     if scenario.step <= 0:
         raise at.error(("step",), "the step must be positive")
+    if scenario.max_step < scenario.step:
+        raise at.error(("max_step",), "max_step must be at least one step", hint=f"write at least {scenario.step:g} s")
     if scenario.record_every < scenario.step:
         raise at.error(("record_every",), "record_every must be at least one step")
     _check_stability(scenario, at)
@@ -114,7 +119,11 @@ def resolve(scenario: Scenario, lines: dict[Loc, int], file: str) -> Plan:
             raise at.error(("jobs", i, "name"), f"job name {name!r} is used twice")
     sensors = tuple(_sensor(layout, at, i, s) for i, s in enumerate(scenario.sensors))
     faults = _timeline(scenario, layout, at, set(names))
-    return Plan(scenario, layout, card, jobs, sensors, faults, scenario.start_epoch, scenario.duration)
+    failures, draws = resolve_failures(scenario, layout, at)
+    if draws:
+        drawn = (TimedFault(d.at_s, d.fault, d.node, d.gpu, cause=d.category) for d in draws)
+        faults = tuple(sorted((*faults, *drawn), key=lambda f: f.at_s))
+    return Plan(scenario, layout, card, jobs, sensors, faults, scenario.start_epoch, scenario.duration, failures)
 
 
 def _card(scenario: Scenario, at: Located) -> CardSpec:
@@ -212,6 +221,8 @@ def _locate(scenario: Scenario, layout: Layout, at: Located, i: int, fault: Faul
         gpu = layout.gpu(node, fault.gpu)
     if hasattr(fault, "peer"):
         peer = _node(layout, at, (*path, "peer"), fault.peer)
+    if hasattr(fault, "span") and node + fault.span > layout.n_nodes:
+        raise at.error((*path, "span"), f"only {layout.n_nodes - node} nodes from {fault.node} on")
     if hasattr(fault, "row") and not 1 <= fault.row <= layout.n_rows:
         raise at.error((*path, "row"), f"row must be 1..{layout.n_rows}")
     if hasattr(fault, "rack") and not 1 <= fault.rack <= layout.n_racks:

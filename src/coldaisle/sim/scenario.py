@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from coldaisle.config import load_model, parse_model
+from coldaisle.sim.mixschema import FailureMix, LinkDown, NodeDown, RankCrash, ThermalInterface, XidFault
 from coldaisle.units import (
     Bytes,
     Celsius,
@@ -225,7 +226,8 @@ class CancelJob(_Fault):
 
 Fault = Annotated[
     PcieJitter | CollectiveDeadlock | KvGrowth | GpuLost | FanFailure | FanFailures | CoolingFailure
-    | PortableCooling | BootstrapTimeout | EmergencyPowerOff | CancelJob,
+    | PortableCooling | BootstrapTimeout | EmergencyPowerOff | CancelJob
+    | XidFault | LinkDown | NodeDown | ThermalInterface | RankCrash,
     Field(discriminator="fault"),
 ]
 
@@ -253,6 +255,7 @@ class Scenario(_Strict):
     start: datetime
     duration: Seconds = 3600.0
     step: Seconds = 1.0
+    max_step: Seconds = 600.0  # the longest step while nothing changes (sim.stepper); `max_step: 1 s` steps fixed
     record_every: Seconds = 10.0
     seed: int = 0
     card: Card = Card()
@@ -261,6 +264,8 @@ class Scenario(_Strict):
     sensors: list[Sensor] = []
     jobs: list[Job] = []
     timeline: list[Fault] = []
+    failures: FailureMix | None = None  # the failure-mix kind: faults drawn from rates against a training job
+    rank_events: Literal["each", "summary"] = "each"  # per-rank exits and NCCL traces, or one per communicator
     expect: list[Expectation] = []
 
     @property

@@ -64,10 +64,13 @@ class State:
     rack_kw: F64 = field(init=False)
     node_up: BOOL = field(init=False)
     node_drained: BOOL = field(init=False)
+    link_down: BOOL = field(init=False)  # the node's fabric link is down (NIC, cable or switch)
     demand_version: int = 0  # bumped whenever `demand` is rewritten (physics caches each GPU's demand)
     nodes_version: int = 0  # bumped whenever node_up changes (physics caches host power per row)
     versions: dict[str, int] = field(default_factory=dict)  # per slowly changing array: bumped by `touch`
     any_fan_failed: bool = False
+    heat_path: F64 = field(init=False)  # share of each GPU's normal conductance to the air (1 = healthy)
+    any_degraded: bool = False  # some GPU's heat path is degraded (a dried-out thermal interface)
 
     def touch(self, *names: str) -> None:
         """Say that these slowly changing arrays (lost, memory_bytes, pcie_replay, limit_w, remap_pending,
@@ -85,10 +88,12 @@ class State:
         self.memory_bytes, self.energy_j = np.zeros(g), np.zeros(g)
         self.pcie_replay, self.peak_c, self.above_slowdown_s = np.zeros(g), np.zeros(g), np.zeros(g)
         self.remap_pending, self.remap_failed = np.zeros(g), np.zeros(g)
+        self.heat_path = np.ones(g)
         self.slowdown_latched = np.zeros(g, bool)
         self.aisle_c, self.capacity_w = np.zeros(self.n_rows), np.zeros(self.n_rows)
         self.rack_kw = np.zeros(self.n_racks)
         self.node_up, self.node_drained = np.ones(self.n_nodes, bool), np.zeros(self.n_nodes, bool)
+        self.link_down = np.zeros(self.n_nodes, bool)
 
     @classmethod
     def initial(cls, plan: Plan) -> State:

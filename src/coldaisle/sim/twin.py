@@ -1,7 +1,8 @@
 """The twin: a simulated GPU cluster stepped on a simulated clock, with faults, jobs and actuators.
 
 `Twin.clock` is a SimClock: whoever sleeps on it (a replay loop, the agent) moves the whole
-cluster forward in `step`-second increments, so production code runs on simulated time.
+cluster forward, so production code runs on simulated time. A sleep of one `step` is one step; a longer
+one is crossed in steps the stepper (sim.stepper) lengthens while nothing changes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from coldaisle.sim import faults
+from coldaisle.sim.campaign import Campaign
 from coldaisle.sim.events import EventClass as E
 from coldaisle.sim.logs import pci_bus_id
 from coldaisle.sim.memory import KvRunaways
@@ -21,6 +23,7 @@ from coldaisle.sim.physics import Physics
 from coldaisle.sim.recorder import Recorder
 from coldaisle.sim.resolve import Plan
 from coldaisle.sim.state import State, Work
+from coldaisle.sim.stepper import Stepper
 from coldaisle.sim.workload import Workload
 from coldaisle.telemetry.clock import SimClock
 from coldaisle.telemetry.events import Event, Severity
@@ -36,6 +39,7 @@ class Twin:
         self.physics = Physics(plan)
         self.workload = Workload(self)
         self.kv = KvRunaways(self)
+        self.campaign = Campaign(self, plan.failures) if plan.failures is not None else None
         self.recorder = Recorder(plan)
         self.events: list[Event] = []
         self.t = 0.0
@@ -46,6 +50,7 @@ class Twin:
         for j, jp in enumerate(plan.jobs):
             self.at(jp.start_s, lambda t, j=j: self.workload.start_job(j, t))
         self._settle()
+        self.stepper = Stepper(self)
         self.clock = SimClock(plan.start_epoch)
         self.clock.on_advance(self._advance_to)
         self.recorder.maybe_record(0.0, self.state, self._it_w(), self.physics.pue)
@@ -68,38 +73,60 @@ class Twin:
 
     def _advance_to(self, monotonic: float) -> None:
         while self.t + self.dt <= monotonic + 1e-9:
-            self.step()
+            self.step(self.stepper.length(self.t, monotonic))
 
     def run_until(self, seconds: float | None = None, progress: Callable[[float], None] | None = None) -> None:
-        """Advance to `seconds` after start (default: the scenario's end), reporting progress per minute."""
+        """Advance to `seconds` after start (default: the scenario's end), reporting progress every minute or
+        every longest step."""
         end = self.plan.duration_s if seconds is None else min(seconds, self.plan.duration_s)
+        chunk_s = max(60.0, self.stepper.max_step)
         while self.t + self.dt <= end + 1e-9:
-            chunk = min(end, self.t + 60.0)
+            chunk = min(end, self.t + chunk_s)
             self.clock.advance_to(max(chunk, self.clock.monotonic()))
             if progress:
                 progress(self.t)
 
-    def step(self) -> None:
-        """One step: due faults and timers, workload, physics, limits, recording."""
-        t = self.t + self.dt
+    def next_event_s(self) -> float:
+        """When the next timeline fault or timer is due (inf: none)."""
+        faults_, i = self.plan.faults, self._fault_i
+        nxt = faults_[i].at_s if i < len(faults_) else float("inf")
+        return min(nxt, self._queue[0][0]) if self._queue else nxt
+
+    def signature(self) -> tuple[float, ...]:
+        """Counters that move whenever something outside physics changes the twin (the stepper watches them)."""
+        s = self.state
+        return (s.demand_version, s.nodes_version, self.workload.version, sum(s.versions.values()),
+                s.any_fan_failed, s.any_degraded)
+
+    def step(self, dt: float | None = None) -> None:
+        """One step of `dt` (default: the scenario's step): due faults and timers, workload, physics, limits,
+        recording. Only a fine step may contain a fault or timer (the stepper sees to it)."""
+        h = self.dt if dt is None else dt
+        t = self.t + h
         faults_ = self.plan.faults
+        events = 0
         while self._fault_i < len(faults_) and faults_[self._fault_i].at_s <= t + 1e-9:
             faults.apply(self, faults_[self._fault_i], faults_[self._fault_i].at_s)
             self._fault_i += 1
+            events += 1
         while self._queue and self._queue[0][0] <= t + 1e-9:
             when, _, fn, args = heapq.heappop(self._queue)
             fn(when, *args)
+            events += 1
+        if events:
+            self.stepper.changed(t)
         if self.kv.active:
-            self.kv.tick(t, self.dt)
-        self.physics.step(self.state, self.dt)
-        self._limits(t)
+            self.kv.tick(t, h)
+        self.physics.step(self.state, h)
+        self._limits(t, h)
         self.t = t
         self.recorder.maybe_record(t, self.state, self._it_w(), self.physics.pue)
+        self.stepper.observed()
 
     def _it_w(self) -> float:
         return float(self.state.power_w.sum()) + self.physics.host_power_w
 
-    def _limits(self, t: float) -> None:
+    def _limits(self, t: float, dt: float) -> None:
         s, card = self.state, self.plan.card
         if s.temp_c.max() < card.slowdown_c - 5.0:
             if self._latched_any:
@@ -108,7 +135,7 @@ class Twin:
             return
         self._latched_any = True
         hot = s.temp_c >= card.slowdown_c
-        s.above_slowdown_s[s.temp_c > card.slowdown_c] += self.dt
+        s.above_slowdown_s[s.temp_c > card.slowdown_c] += dt
         rising = hot & ~s.slowdown_latched
         if rising.any():
             for g in np.flatnonzero(rising):
@@ -122,6 +149,16 @@ class Twin:
                       gpu=int(self.plan.layout.gpu_local[g]), temperature_c=round(float(s.temp_c[g]), 1),
                       shutdown_c=card.shutdown_c)
             self.lose_gpu(int(g), t, xid=None)
+
+    def rank_lost(self, j: int, t: float) -> None:
+        """A rank of job j exited while others live on (the campaign's launcher tears the rest down)."""
+        if self.campaign is not None and j == self.campaign.j:
+            self.campaign.rank_lost(t)
+
+    def job_ended(self, j: int, t: float) -> None:
+        """Job j's last rank is gone (the failure mix's campaign restarts its job)."""
+        if self.campaign is not None and j == self.campaign.j:
+            self.campaign.job_ended(t)
 
     # -- what happened ------------------------------------------------------------------------
     def emit(self, t: float, host: str, source: str, cls: str, severity: Severity, **fields: Any) -> None:

@@ -5,6 +5,10 @@ When one rank stops progressing, every other rank of its communicator ends up sp
 collective (after a pipeline-stage delay) with nothing logged, unless the job set an NCCL
 timeout. A rank that exits while its communicator is healthy makes the peers abort; peers
 already blocked in a deadlocked collective keep spinning.
+
+With `rank_events: summary` (a fleet-scale scenario), what thousands of ranks do at once (start, exit,
+trace a collective, time out) is done in one vectorised step and logged as one event with the rank count;
+the state is exactly what rank-by-rank handling gives.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Communicator:
     progress: float = 0.0
     since: float = 0.0
     stalled_gpu: int = -1
+    alive: int = 0  # ranks still running
 
 
 class Workload:
@@ -52,6 +57,8 @@ class Workload:
         self._next_pid = np.full(twin.plan.layout.n_nodes, FIRST_PID, np.int64)
         self.cancelled: set[int] = set()
         self.version = 0  # bumped on every change of who runs where (views of the twin cache on it)
+        self.summary = twin.plan.scenario.rank_events == "summary"
+        self.signalled: dict[int, float] = {}  # job -> when a signal last reached one of its ranks
 
     # -- jobs -------------------------------------------------------------------------------
     def start_job(self, j: int, t: float) -> None:
@@ -67,14 +74,37 @@ class Workload:
             if ok.size == 0:
                 continue
             gi = len(self.groups)
-            self.groups.append(Communicator(j, ok, since=t))
+            self.groups.append(Communicator(j, ok, since=t, alive=int(ok.size)))
+            if self.summary:
+                self._spawn_all(ok, gi, jp, t)
+                continue
             for g in ok:
                 self._spawn(int(g), gi, jp, t)
 
     def _usable(self, gpus: np.ndarray) -> np.ndarray:
         s = self.twin.state
         nodes = self.twin.plan.layout.gpu_node[gpus]
-        return s.node_up[nodes] & ~s.node_drained[nodes] & ~s.lost[gpus] & (self.pid[gpus] == 0)
+        return s.node_up[nodes] & ~s.node_drained[nodes] & ~s.link_down[nodes] & ~s.lost[gpus] & (self.pid[gpus] == 0)
+
+    def _spawn_all(self, ok: np.ndarray, gi: int, jp: JobPlan, t: float) -> None:
+        """`_spawn` for every GPU of `ok` at once (sorted, so each node's pids count up as one by one)."""
+        s, lay = self.twin.state, self.twin.plan.layout
+        nodes = lay.gpu_node[ok]
+        first = np.searchsorted(nodes, nodes)  # position of each node's first GPU in `ok`
+        self.pid[ok] = self._next_pid[nodes] + (np.arange(ok.size) - first)
+        np.add.at(self._next_pid, nodes, 1)
+        self.group_of[ok] = gi
+        s.work[ok] = Work.COMPUTE
+        s.demand[Work.COMPUTE, ok] = jp.spec.compute_power
+        s.demand[Work.SPIN, ok] = jp.spec.spin_power
+        s.demand_version += 1
+        s.memory_bytes[ok] = jp.spec.memory_per_gpu
+        s.touch("memory_bytes")
+        self.version += 1
+        g = int(ok[0])
+        self.twin.emit(t, self._host(g), "nccl", E.NCCL_INIT, Severity.INFO, pid=int(self.pid[g]),
+                       tid=int(self.pid[g]) + 101, rank=int(np.searchsorted(jp.gpus, g)),
+                       gpu=int(lay.gpu_local[g]), job=jp.spec.name, ranks=int(ok.size))
 
     def _spawn(self, g: int, gi: int, jp: JobPlan, t: float) -> None:
         s, node = self.twin.state, int(self.twin.plan.layout.gpu_node[g])
@@ -133,7 +163,10 @@ class Workload:
         """Each rank's last NCCL enqueue trace (NCCL_DEBUG_SUBSYS=COLL): the peers entered op N, the stalled
         rank never did, so its last opCount is N-1; that difference is the evidence a log reader has."""
         n = int(gr.progress) + 1
-        for g in gr.gpus[self.pid[gr.gpus] != 0]:
+        ranks = gr.gpus[self.pid[gr.gpus] != 0]
+        if self.summary:  # the evidence a reader needs: the stalled rank's count and one peer's
+            ranks = np.array([stalled, *ranks[ranks != stalled][:1]], dtype=ranks.dtype)
+        for g in ranks:
             self.twin.emit(t, self._host(int(g)), "nccl", E.COLLECTIVE_STALL, Severity.INFO, pid=int(self.pid[g]),
                            tid=int(self.pid[g]) + 101, rank=int(np.searchsorted(jp.gpus, g)),
                            gpu=int(self.twin.plan.layout.gpu_local[g]), job=jp.spec.name, op=op,
@@ -150,7 +183,16 @@ class Workload:
             return
         jp = self.twin.plan.jobs[gr.job]
         timeout_ms = int(jp.spec.nccl_timeout * 1000)
-        for g in gr.gpus[(self.group_of[gr.gpus] == gi) & (gr.gpus != gr.stalled_gpu)]:
+        peers = gr.gpus[(self.group_of[gr.gpus] == gi) & (gr.gpus != gr.stalled_gpu)]
+        if self.summary and peers.size:
+            g = int(peers[0])
+            self.twin.emit(t, self._host(g), "torch", E.NCCL_WATCHDOG_TIMEOUT, Severity.ERROR,
+                           rank=int(np.searchsorted(jp.gpus, g)), pid=int(self.pid[g]), op=op,
+                           seq=int(gr.progress) + 1, timeout_ms=timeout_ms, ran_ms=timeout_ms + 12,
+                           job=jp.spec.name, ranks=int(peers.size))
+            self.exit_many(t, peers, "nccl watchdog timeout")
+            return
+        for g in peers:
             self.twin.emit(t, self._host(g), "torch", E.NCCL_WATCHDOG_TIMEOUT, Severity.ERROR,
                            rank=int(np.searchsorted(jp.gpus, g)), pid=int(self.pid[g]), op=op,
                            seq=int(gr.progress) + 1, timeout_ms=timeout_ms, ran_ms=timeout_ms + 12,
@@ -174,20 +216,47 @@ class Workload:
         if s.work[g] != Work.OFF:
             s.work[g] = Work.IDLE
         if gi >= 0:
+            self.groups[gi].alive -= 1
+            self._after_exit(gi, t)
+
+    def exit_many(self, t: float, gpus: np.ndarray, why: str) -> None:
+        """`exit` for every GPU of `gpus` that still has a process, at once, logged as one event."""
+        s = self.twin.state
+        live = gpus[self.pid[gpus] != 0]
+        self.version += 1
+        if live.size == 0:
+            return
+        groups = self.group_of[live]
+        first = int(live[0])
+        job = self.twin.plan.jobs[self.groups[int(groups[0])].job].spec.name if groups[0] >= 0 else None
+        self.twin.truth(t, self._host(first), "process_exit", pid=int(self.pid[first]),
+                        gpu=int(self.twin.plan.layout.gpu_local[first]), job=job, why=why, ranks=int(live.size))
+        self.pid[live], self.group_of[live], self.dstate[live], self.exit_at[live] = 0, -1, False, np.inf
+        s.memory_bytes[live] = 0.0
+        s.touch("memory_bytes")
+        s.work[live] = np.where(s.work[live] == Work.OFF, Work.OFF, Work.IDLE)
+        ids, counts = np.unique(groups[groups >= 0], return_counts=True)
+        for gi, n in zip(ids.tolist(), counts.tolist(), strict=True):
+            self.groups[gi].alive -= n
             self._after_exit(gi, t)
 
     def _after_exit(self, gi: int, t: float) -> None:
         gr = self.groups[gi]
-        alive = gr.gpus[self.group_of[gr.gpus] == gi]
         if gr.status == "running":
+            alive = gr.gpus[self.group_of[gr.gpus] == gi]
             self._freeze(gr, t)
             gr.status = "failed"
-            for g in alive:
-                self.twin.at(t + 2.0, lambda tt, g=int(g): self.exit(g, tt, "peer exited"))
-        if alive.size == 0 and gr.status not in ("ended", "failed"):
+            if self.summary:
+                self.twin.at(t + 2.0, self.exit_many, alive, "peer exited")
+            else:
+                for g in alive:
+                    self.twin.at(t + 2.0, lambda tt, g=int(g): self.exit(g, tt, "peer exited"))
+        if gr.alive == 0 and gr.status not in ("ended", "failed"):
             gr.status = "failed"  # a stalled communicator whose last rank died
-        if alive.size == 0:
+        if gr.alive == 0:
             self._maybe_job_end(gr.job, t)
+        else:
+            self.twin.rank_lost(gr.job, t)
 
     def _maybe_job_end(self, j: int, t: float) -> None:
         mine = [g for g in self.groups if g.job == j]
@@ -198,11 +267,14 @@ class Workload:
             jp = self.twin.plan.jobs[j]
             self.twin.emit(t, self._host(jp.gpus[0]), "slurm", E.JOB_END, Severity.INFO, job=jp.spec.name,
                            job_id=jp.spec.id, state=state.upper())
+            self.twin.job_ended(j, t)
 
     def signal(self, g: int, sig: str, t: float) -> str:
         """Deliver SIGTERM/SIGKILL to the process on GPU g; returns what happened."""
         if self.pid[g] == 0:
             return "no such process"
+        if self.group_of[g] >= 0:
+            self.signalled[self.groups[int(self.group_of[g])].job] = t
         if self.dstate[g]:
             return "unkillable: process is in D state (uninterruptible sleep)"
         if sig == "SIGKILL":

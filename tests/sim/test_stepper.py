@@ -1,0 +1,122 @@
+"""Adaptive time steps: long exact steps while nothing changes give what fixed 1 s steps give, on every shipped
+scenario (every recorded temperature within 0.1 C, the same events at the same instants, in the same order)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coldaisle.sim.resolve import Plan
+from coldaisle.sim.scenario import find_scenario, parse_scenario, scenario_dir
+from coldaisle.sim.twin import Twin
+
+SHIPPED = sorted(p.stem for p in scenario_dir().glob("*.yaml"))
+TOLERANCE_C = 0.1
+#: how much of each shipped scenario the fast suite compares (fixed 1 s steps of 16,384 GPUs are slow)
+FAST_WINDOW_S = {"prometheus-unbound": 6 * 3600.0, "llama3-16k": 0.0}
+MIX = Path(__file__).with_name("data") / "mini-mix.yaml"
+
+
+def plans(path: Path) -> tuple[Plan, Plan]:
+    """The scenario as shipped (adaptive steps) and the same scenario on fixed steps (`max_step` = `step`)."""
+    text = path.read_text(encoding="utf-8")
+    _, adaptive = parse_scenario(text, str(path))
+    text = re.sub(r"(?m)^max_step:.*\n", "", text) + f"\nmax_step: {adaptive.scenario.step} s\n"
+    _, fixed = parse_scenario(text, str(path))
+    assert fixed.scenario.max_step == fixed.scenario.step < adaptive.scenario.max_step
+    return adaptive, fixed
+
+
+def run_both(path: Path, until_s: float | None = None) -> tuple[Twin, Twin]:
+    adaptive, fixed = plans(path)
+    a, f = Twin(adaptive), Twin(fixed)
+    a.run_until(until_s)
+    f.run_until(until_s)
+    return a, f
+
+
+def assert_equivalent(a: Twin, f: Twin) -> None:
+    """Same time, same records, temperatures within TOLERANCE_C, same events (numbers within the tolerance)."""
+    assert a.t == f.t and a.recorder.n == f.recorder.n
+    np.testing.assert_array_equal(a.recorder.view("t"), f.recorder.view("t"))
+    for series in ("gpu_temp_c", "aisle_c", "rack_inlet_c", "sensor_c"):
+        np.testing.assert_allclose(a.recorder.view(series), f.recorder.view(series), atol=TOLERANCE_C, rtol=0,
+                                   err_msg=series)
+    np.testing.assert_allclose(a.state.temp_c, f.state.temp_c, atol=TOLERANCE_C, rtol=0)
+    np.testing.assert_allclose(a.state.peak_c, f.state.peak_c, atol=TOLERANCE_C, rtol=0)
+    assert [(e.time, e.host, e.source, e.cls) for e in a.events] == [(e.time, e.host, e.source, e.cls)
+                                                                      for e in f.events]
+    for ea, ef in zip(a.events, f.events, strict=True):
+        assert ea.fields.keys() == ef.fields.keys()
+        for k, v in ea.fields.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):  # read off the physics: a temperature
+                # rounded to 0.1 C, a fan's rpm
+                assert v == pytest.approx(ef.fields[k], abs=TOLERANCE_C + 0.05, rel=1e-3), (k, ea, ef)
+            else:
+                assert v == ef.fields[k], (k, ea, ef)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_adaptive_steps_match_fixed_steps_on_every_shipped_scenario(name: str) -> None:
+    window = FAST_WINDOW_S.get(name)
+    if window == 0.0:
+        return  # llama3-16k: compared in the slow test below and, at small scale, on tests/sim/data/mini-mix.yaml
+    a, f = run_both(find_scenario(name), window)
+    assert_equivalent(a, f)
+    assert a.stepper.steps < f.stepper.steps  # and it took fewer steps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(FAST_WINDOW_S))
+def test_adaptive_steps_match_fixed_steps_over_the_long_scenarios(name: str) -> None:
+    """The whole 72 h of prometheus-unbound; llama3-16k's first 6 h (a NIC failure, an HBM3 error, a restart)."""
+    a, f = run_both(find_scenario(name), 6 * 3600.0 if name == "llama3-16k" else None)
+    assert_equivalent(a, f)
+    if a.campaign is not None and f.campaign is not None:
+        assert len(a.campaign.interruptions) == len(f.campaign.interruptions) >= 1
+        assert a.campaign.ledger(a.t).ettr == pytest.approx(f.campaign.ledger(f.t).ettr, abs=1e-4)
+
+
+def test_adaptive_steps_match_fixed_steps_through_a_failure_mix() -> None:
+    """Crashes, hangs timed out by NCCL, a switch, restarts and spares: the same run on either clock."""
+    a, f = run_both(MIX)
+    assert len(f.campaign.interruptions) >= 3  # type: ignore[union-attr]
+    assert_equivalent(a, f)
+    assert [(i.cause, i.stop_s, i.end_s, i.restart_s) for i in a.campaign.interruptions] == \
+        [(i.cause, i.stop_s, i.end_s, i.restart_s) for i in f.campaign.interruptions]  # type: ignore[union-attr]
+    assert a.stepper.steps < f.stepper.steps / 4
+
+
+def test_a_quiet_cluster_takes_long_steps_and_a_busy_one_fine_steps() -> None:
+    """healthy-training: fine steps while the job starts and the GPUs warm up, then the longest step allowed."""
+    adaptive, _ = plans(find_scenario("healthy-training"))
+    twin = Twin(adaptive)
+    steps = []  # (end, length)
+    while twin.t < adaptive.duration_s:
+        h = twin.stepper.length(twin.t, adaptive.duration_s)
+        twin.step(h)
+        steps.append((twin.t, h))
+    start = adaptive.jobs[0].start_s
+    assert [h for end, h in steps if start <= end <= start + 10] == [1.0] * 11  # the job starts on fine steps
+    assert max(h for _, h in steps) == adaptive.scenario.record_every  # quiet: as long as recording allows
+    assert len(steps) < adaptive.duration_s / 4
+
+
+def test_a_sleep_of_one_step_is_one_fine_step() -> None:
+    """The agent's 1 s sleeps step the twin exactly as before: protected replays keep their behaviour."""
+    adaptive, fixed = plans(find_scenario("tutorial-hung-allreduce"))
+    a, f = Twin(adaptive), Twin(fixed)
+    for _ in range(900):
+        a.clock.sleep(1.0)
+        f.clock.sleep(1.0)
+    np.testing.assert_array_equal(a.state.temp_c, f.state.temp_c)
+    assert a.events == f.events
+
+
+def test_max_step_below_the_step_names_its_line() -> None:
+    text = find_scenario("healthy-training").read_text(encoding="utf-8") + "max_step: 0.5 s\n"
+    with pytest.raises(Exception, match=r"^s\.yaml:\d+: max_step: max_step must be at least one step"):
+        parse_scenario(text, "s.yaml")
