@@ -25,7 +25,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Keep GPU clusters from cooking themselves and jobs from failing silently.")
 sim_app = typer.Typer(no_args_is_help=True, help="The digital twin: run scenarios on a simulated cluster.")
 app.add_typer(sim_app, name="sim")
-policy_app = typer.Typer(no_args_is_help=True, help="Validate and export policies.")
+policy_app = typer.Typer(no_args_is_help=True, help="Validate, export and backtest policies.")
 agent_app = typer.Typer(invoke_without_command=True,
                         help="The node agent: telemetry, /metrics, policy enforcement (docs/agent.md).")
 app.add_typer(agent_app, name="agent")
@@ -47,8 +47,10 @@ def _progress(console: Console, label: str) -> Progress:
 
 
 def _run(plan_name: str, until: str | None, console: Console, label: str, policy: str | None = None,
-         audit: Path | None = None):  # type: ignore[no-untyped-def]
-    """Replay a scenario with a progress bar; with `policy`, the agent enforces it (returns a Guarded)."""
+         audit: Path | None = None, openmetrics: Path | None = None,
+         scrape_s: float = 15.0):  # type: ignore[no-untyped-def]
+    """Replay a scenario with a progress bar; with `policy`, the agent enforces it (returns a Guarded); with
+    `openmetrics`, its history is written there in dcgm-exporter names (replay/openmetrics.py)."""
     from coldaisle.replay.paced import protected_run
     from coldaisle.replay.summary import iso
     from coldaisle.sim.run import load_plan, parse_until, replay
@@ -62,6 +64,12 @@ def _run(plan_name: str, until: str | None, console: Console, label: str, policy
         def tick(t: float, total: float) -> None:
             bar.update(task, completed=t, clock=iso(plan.start_epoch + t)[:16].replace("T", " "))
 
+        if openmetrics is not None:
+            from coldaisle.replay.openmetrics import recorded_run
+
+            twin, guarded = recorded_run(plan, openmetrics, policy=policy, every_s=scrape_s, until_s=until_s,
+                                         audit_path=audit, progress=tick)
+            return twin if guarded is None else guarded
         if policy is None:
             return replay(plan, until_s=until_s, progress=tick)
         return protected_run(plan, policy, until_s=until_s, audit_path=audit, progress=tick)  # paced for a mix
@@ -75,15 +83,24 @@ def sim_run(
     audit: Annotated[Path | None, typer.Option(help="Audit log path for a protected run.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (docs/sim.md).")] = False,
     logs: Annotated[Path | None, typer.Option(help="Write every node's logs, in real formats, here.")] = None,
+    openmetrics: Annotated[Path | None, typer.Option(
+        help="Write the run's history as dcgm-exporter (and coldaisle) series in OpenMetrics text, for "
+             "`promtool tsdb create-blocks-from openmetrics` (docs/policy.md).")] = None,
+    scrape_interval: Annotated[str, typer.Option(help="--openmetrics: one sample every this long.")] = "15s",
     html: Annotated[Path | None, typer.Option(help="Also write the report as HTML here (with ETTR for a failure "
                                                    "mix).")] = None,
 ) -> None:
     """Run SCENARIO on the twin (protected by --policy, if given) and print what happened."""
+    from coldaisle.backtest.times import duration
     from coldaisle.replay.demo import build_report, protected_report
     from coldaisle.replay.summary import summarize
     from coldaisle.report import render_terminal
 
-    result = _run(scenario, until, err, "simulating", policy, audit)
+    scrape_s = duration(scrape_interval, "--scrape-interval")
+    result = _run(scenario, until, err, "simulating", policy, audit, openmetrics, scrape_s)
+    if openmetrics is not None:
+        err.print(f"history written to {openmetrics}; load it with: promtool tsdb create-blocks-from openmetrics "
+                  f"{openmetrics} <prometheus data dir>", soft_wrap=True)
     guarded = result if policy is not None else None
     twin = guarded.twin if guarded is not None else result
     if logs is not None:
@@ -232,6 +249,27 @@ def policy_export(
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(output)
     err.print(f"wrote {output}")
+
+
+@policy_app.command("backtest")
+def policy_backtest(
+    file: Annotated[str, typer.Argument(help="Policy file, or `default`.")],
+    prometheus: Annotated[str, typer.Option(help="Prometheus URL, e.g. http://prometheus:9090.")],
+    start: Annotated[str, typer.Option(help="Window start: 2024-05-21T03:00:00Z, unix seconds, or now-7d.")],
+    end: Annotated[str, typer.Option(help="Window end, the same forms.")] = "now",
+    step: Annotated[str, typer.Option(help="Evaluate every this long (the data's scrape interval or more).")] = "15s",
+    selector: Annotated[str | None, typer.Option(help="Label matchers for every series, e.g. '{cluster=\"a\"}'.")
+                        ] = None,
+    mapping: Annotated[Path | None, typer.Option(help="Mapping file for relabelled series (docs/policy.md).")] = None,
+    lost_after: Annotated[str | None, typer.Option(
+        help="A GPU whose newest sample is older than this is lost (default: three scrape intervals).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (coldaisle.backtest/1).")] = False,
+    html: Annotated[Path | None, typer.Option(help="Write the report as HTML here.")] = None,
+) -> None:
+    """Run FILE over a fleet's Prometheus history (dcgm-exporter's or coldaisle's series): what would have fired."""
+    from coldaisle.backtest.command import backtest_command
+
+    backtest_command(file, prometheus, start, end, step, selector, mapping, lost_after, as_json, html, err, out)
 
 
 @agent_app.callback()

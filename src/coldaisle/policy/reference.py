@@ -91,4 +91,77 @@ def render() -> str:
            "history within the window (seconds, or a string such as `\"7 d\"`): "
            + ", ".join(f"`{k}` ({v})" for k, v in N.HISTORY.items()) + "; a per-node value |",
            "| `known(x)` | the reading exists (not NaN) |", "| `abs(x)` | absolute value |", ""]
-    return "\n".join(out)
+    return "\n".join(out) + FLEET_HISTORY
+
+
+#: Hand-written: how to try a policy on a fleet's Prometheus history (`coldaisle policy backtest`, issue 15).
+FLEET_HISTORY = """
+## Try it on your fleet's history
+
+A site that runs dcgm-exporter and Prometheus can see what a policy would have done last week before it
+installs anything: `coldaisle policy backtest` reads the history with `query_range`, builds the agent's Frames
+from it step by step and evaluates the policy with the agent's own policy step (the same engine, `for`/`clear`,
+windows, ladders, hourly limits and fleet breaker). It only reads; nothing is acted on.
+
+```sh
+coldaisle policy check my-policy.yaml
+coldaisle policy backtest my-policy.yaml --prometheus http://prometheus:9090 \\
+    --start now-7d --end now --step 15s --selector '{cluster="a"}' --html backtest.html
+coldaisle policy backtest default --prometheus http://prometheus:9090 --start 2024-05-21T03:00:00Z \\
+    --end 2024-05-21T06:00:00Z --json > backtest.json      # schema coldaisle.backtest/1
+```
+
+The report lists every firing (rule, node, the GPU as the site names it by its `gpu` index and `UUID`, the job,
+first and last time, the evidence, each rung's would-be action and whether safety would have refused it: the
+fleet breaker, which counts the drains the backtest itself would have made and the nodes whose GPUs all went
+silent, or the rule's `max_actions_per_hour`), and per rule the firings, nodes and GPU-hours over the threshold,
+with a timeline plot in the HTML. `--step` should be the scrape interval or longer; a rule whose windows hold
+fewer samples than it needs at that step (`delta(x, 5)` at a 15 s step) is reported, not evaluated.
+
+**Names.** dcgm-exporter's, out of the box: `DCGM_FI_DEV_GPU_TEMP`, `_POWER_USAGE`, `_GPU_UTIL`,
+`_MEM_COPY_UTIL`, `_FB_USED` + `_FB_FREE` (the total), `_PCIE_REPLAY_COUNTER`, `_XID_ERRORS`, the ECC
+counters, `_CLOCK_THROTTLE_REASONS` / `_CLOCKS_EVENT_REASONS`, `DCGM_FI_PROF_PCIE_RX_BYTES` and
+`_NVLINK_RX_BYTES` (profiling fields: enable them in the exporter's counters CSV), with the labels `Hostname`,
+`gpu`, `UUID` and `modelName`; or coldaisle's own (`coldaisle_gpu_*`, `coldaisle_host_*`,
+`coldaisle_job_progress_age_seconds`). Card facts (slowdown and shutdown temperature, power limits) come from
+`DCGM_FI_DEV_SLOWDOWN_TEMP` when exported, else from the GPU catalog by `modelName`. Jobs come from dcgm-exporter's
+`hpc_job` label (`slurm:<id>`) or its `pod` and `namespace` labels (`pod:<namespace>/<pod>`); with neither, each
+node is one job.
+
+**What the metrics do not say.** Process rules and `process_*` names (Prometheus has no per-process rows), the
+BMC's `inlet_c`, the host's PSI and swap (unless coldaisle's agent exported them), a job's progress (unless the job
+ran under `coldaisle run`), the slowest rank's straggler score (the agent exports one series per rank) and the
+node's fault history (`count(kind, ...)`) cannot be evaluated: the rule is named with the reason and the others
+run. A mapping file names what a site relabelled, maps a name to any series, or
+declares a name unknown (NaN, as the agent sees a source it does not have):
+
+```yaml
+labels: {node: kubernetes_node, job: slurm_job_id}      # the first label present wins
+series:
+  temperature_c: {metric: gpu_temp_celsius}
+  power_w: {metric: gpu_power_milliwatts, scale: 0.001}
+  inlet_c: {metric: ipmi_temperature_celsius, match: {name: Inlet_Temp}, node_label: instance}
+unknown: [job_progress_age_s]
+```
+
+**History as Prometheus keeps it.** Missed scrapes hold the last value (Prometheus' five-minute lookback);
+counters that go down were reset and count the increase after the reset, as `rate()` does; a new value of the
+last-Xid gauge is an Xid event. A GPU whose newest sample, by the sample's own timestamp, is older than
+`--lost-after` (default: three scrape intervals) is lost: backfilled or remote-written data has no staleness
+markers and `query_range` repeats a last value for the lookback window, so timestamps are the only sign. If a
+site's exporters often miss scrapes, raise `--lost-after`.
+
+**Try it on the twin first.** `coldaisle sim run --openmetrics FILE` writes a run's history in dcgm-exporter's
+names (and the series the Grafana dashboard in `deploy/grafana/` reads), for Prometheus' own backfill:
+
+```sh
+coldaisle sim run prometheus-unbound --policy default --until 03:10 --openmetrics night.om --scrape-interval 15s
+promtool tsdb create-blocks-from openmetrics night.om data/
+prometheus --storage.tsdb.path=data/ --storage.tsdb.retention.time=100y &
+coldaisle policy backtest default --prometheus http://localhost:9090 \\
+    --start 2024-05-21T03:00:00Z --end 2024-05-21T03:10:00Z
+```
+
+Each sample is one line of about 230 bytes per GPU and family: 512 GPUs for an hour at 15 s is about 0.8 GB of
+text, so export the minutes that matter (`--until`).
+"""
