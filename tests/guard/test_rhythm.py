@@ -120,13 +120,13 @@ def test_rank_activity_reports_cpu_cores_and_io_rate_over_a_window() -> None:
     assert act.ranks() == [0] and math.isnan(act.cpu_share(0)) and act.pids[0] == 555
 
 
-def py_dump(*frames: str) -> str:
+def py_dump(*frames: str, status: str = "idle") -> str:
     body = "\n".join(f"    {f}" for f in frames)
-    return f"Process 1: python x.py\nPython v3.11.7 (/usr/bin/python3)\n\nThread 1 (idle): \"MainThread\"\n{body}\n"
+    return f"Process 1: python x.py\nPython v3.11.7 (/usr/bin/python3)\n\nThread 1 ({status}): \"MainThread\"\n{body}\n"
 
 
-def view(r: int, *frames: str) -> RankView:
-    return RankView(r, 100 + r, False, parse_dump(py_dump(*frames)), 7)
+def view(r: int, *frames: str, status: str = "idle") -> RankView:
+    return RankView(r, 100 + r, False, parse_dump(py_dump(*frames, status=status)), 7)
 
 
 WAITING = ("all_reduce (torch/distributed/distributed_c10d.py:2501)", "train (job.py:40)")
@@ -152,6 +152,11 @@ def test_known_pauses_are_io_loading_evaluation_and_computing_never_a_collective
         act.observe(k * 0.5, snap(rank(0, 3, k), rank(1, 3, k)))
     assert known_pause([view(0, *WAITING), idle], act) is None
     assert known_pause([view(0, *WAITING), view(1, "recv (torch/distributed/distributed_c10d.py:2100)")], act) is None
+    # a rank on a CPU when dumped but idle until then (its batch just came after a loader stall): computing
+    resumed = view(1, "compute (job.py:70)", "train (job.py:30)", status="active")
+    assert "rank 1 computing (on a CPU when dumped)" in known_pause([view(0, *WAITING), resumed], act)  # type: ignore[operator]
+    in_collective = view(1, "all_reduce (torch/distributed/distributed_c10d.py:2501)", status="active")
+    assert known_pause([view(0, *WAITING), in_collective], act) is None  # spinning in a collective is no pause
 
 
 def test_before_any_beat_the_records_own_average_stands_in() -> None:

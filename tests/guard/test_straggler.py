@@ -26,7 +26,7 @@ def test_score_is_the_share_of_its_step_the_peers_did_not_need() -> None:
     assert scores({0: 0.0, 1: math.nan}, {0: 1.0, 1: 1.0}) == {0: 0.0, 1: 0.0}  # nothing known: nothing said
 
 
-def test_per_step_takes_the_median_so_a_checkpoint_does_not_count() -> None:
+def test_per_step_leaves_a_checkpoint_out() -> None:
     samples, cpu, t = [], 0.0, 0.0
     for step in range(20):
         extra = 25.0 if step == 10 else 0.0  # one step ends after a 25 s checkpoint on this rank
@@ -36,6 +36,35 @@ def test_per_step_takes_the_median_so_a_checkpoint_does_not_count() -> None:
     work, wall = per_step(samples, since=0.0)  # type: ignore[misc]
     assert work == pytest.approx(0.4) and wall == pytest.approx(0.5)
     assert per_step(samples[:3], since=0.0) is None  # two steps are not enough to judge
+
+
+def test_per_step_leaves_pauses_out_even_when_they_fill_most_of_the_window() -> None:
+    """Twenty 0.5 s steps, then three 25 s pauses one step apart (a checkpoint writer's CPU runs through them):
+    most spans hold a pause, so only the quickest span can say what a step is."""
+    samples, cpu, t, step = [], 0.0, 0.0, 0
+    for pause in [0.0] * 20 + [25.0, 25.0, 25.0]:
+        for _ in range(int(pause / 0.5)):  # looks during the pause: no step, CPU burnt writing
+            t, cpu = t + 0.5, cpu + 0.4
+            samples.append(RankSample(t, cpu, 0.0, step))
+        t, cpu, step = t + 0.5, cpu + 0.4, step + 1
+        samples.append(RankSample(t, cpu, 0.0, step))
+    work, wall = per_step(samples, since=0.0)  # type: ignore[misc]
+    assert work == pytest.approx(0.4) and wall == pytest.approx(0.5)
+    assert per_step(samples[:8], since=0.0) is None  # seven steps: too few to compare ranks by
+
+
+def test_per_step_is_not_fooled_by_looks_that_fall_between_step_boundaries() -> None:
+    """0.7 s steps seen every 0.5 s: a look-to-look median would say 0.5 s and hide the slow rank's extra work."""
+    slow, fast = [], []
+    for i in range(1, 61):
+        t = 0.5 * i
+        step, into = divmod(t, 0.7)
+        slow.append(RankSample(t, t, 0.0, int(step)))  # busy all the time: 0.7 s of CPU per step
+        fast.append(RankSample(t, 0.5 * step + min(into, 0.5), 0.0, int(step)))  # 0.5 s of CPU, then waits
+    (w1, s1), (w0, s0) = per_step(slow, since=0.0), per_step(fast, since=0.0)  # type: ignore[misc]
+    assert s1 == pytest.approx(0.7, rel=0.05) and s0 == pytest.approx(0.7, rel=0.05)
+    assert w1 == pytest.approx(0.7, rel=0.05) and w0 == pytest.approx(0.5, rel=0.05)
+    assert scores({0: w0, 1: w1}, {0: s0, 1: s1})[1] == pytest.approx(1 - 0.5 / 0.7, abs=0.03)
 
 
 def test_the_gpu_of_a_rank_follows_torch_s_convention() -> None:

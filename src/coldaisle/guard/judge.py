@@ -48,6 +48,10 @@ def known_pause(views: Sequence[RankView], activity: RankActivity | None) -> str
         busy = [(v, cores) for v in free if (cores := activity.cpu_share(v.rank)) >= BUSY_CORES]
         if busy:
             return "; ".join(f"rank {v.rank} computing ({c:.1f} cores) in {v.where()}" for v, c in busy)
+    # on the CPU when dumped, too soon for its CPU time to show it (a batch that just came after a loader stall)
+    running = [v for v in free if v.stack.main is not None and v.stack.main.status == "active"]
+    if running:
+        return "; ".join(f"rank {v.rank} computing (on a CPU when dumped) in {v.where()}" for v in running)
     return None
 
 

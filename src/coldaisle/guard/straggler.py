@@ -3,8 +3,8 @@
 In a synchronous job every rank finishes a step together, so the slow rank is not the one with the longest
 step time: it is the one that works longest per step while its peers wait for it in a collective (and wait
 idle: gloo blocks, and so do NCCL's host threads outside a spin). So each rank's work per step is its process's
-CPU seconds from one heartbeat step to the next, the median over the last `window_s` (a checkpoint or an
-evaluation inflates one step, not the median), read from /proc (guard.rhythm.RankActivity); a job whose ranks
+CPU seconds per step over the last `window_s`, read from /proc (guard.rhythm.RankActivity) in spans of a few
+seconds, leaving out the spans that hold a checkpoint or an evaluation (`per_step`); a job whose ranks
 step independently is compared by step time as well. A rank's score is the share of its step its
 peers did not need:
 
@@ -63,28 +63,41 @@ def scores(work: dict[int, float], step: dict[int, float]) -> dict[int, float]:
     return out
 
 
-def per_step(samples: Iterable[RankSample], since: float, min_steps: int = 3) -> tuple[float, float] | None:
-    """(median CPU seconds, median wall seconds) per step over the samples since `since`, step boundary to step
-    boundary: a checkpoint or an evaluation inflates one step out of many, not the median. None with fewer than
-    `min_steps` steps."""
-    work, wall = [], []
-    last: RankSample | None = None
+def per_step(samples: Iterable[RankSample], since: float, min_steps: int = 10,
+             span_s: float = 3.0) -> tuple[float, float] | None:
+    """(CPU seconds, wall seconds) per step over the samples since `since`; None with fewer than `min_steps` steps.
+
+    Samples come at the supervisor's looks, not at step boundaries, so one look-to-look interval holds a step
+    and a part of another: with 0.7 s steps seen every 0.5 s, half the intervals say 0.5 s and half 1 s, and a
+    median of them says 0.5. So consecutive intervals are pooled into spans of at least `span_s` (each ending
+    at a look where the step changed), a span that holds a pause (a checkpoint, an evaluation: more than three
+    times the quickest span's time per step; the median would be a pause's own when pauses fill the window) is
+    left out, and the rest are summed: total CPU and wall time over total steps. Fewer than `min_steps` steps
+    say too little: each step's work jitters, and a mean over a handful of steps differs by chance."""
+    spans: list[tuple[float, float, int]] = []  # (cpu, wall, steps)
+    first: RankSample | None = None
+    last: RankSample | None = None  # the last look at which the step changed
     for s in samples:
         if s.t < since:
             continue
-        if last is None or s.step < last.step:
-            last = s
+        if first is None or last is None or s.step < last.step:  # the first sample, or a restarted rank
+            first, last, spans = s, s, []
             continue
         if s.step > last.step:
-            n = s.step - last.step
-            work += [(s.cpu_s - last.cpu_s) / n] * min(n, 8)
-            wall += [(s.t - last.t) / n] * min(n, 8)
             last = s
-    if len(work) < min_steps:
+            if s.t - first.t >= span_s:
+                spans.append((s.cpu_s - first.cpu_s, s.t - first.t, s.step - first.step))
+                first = s
+    if first is not None and last is not None and last.step > first.step:  # the span still open
+        spans.append((last.cpu_s - first.cpu_s, last.t - first.t, last.step - first.step))
+    if not spans:
         return None
-    typical = statistics.median(wall)
-    kept = [(w, t) for w, t in zip(work, wall, strict=True) if t <= 4 * typical]  # steps that spanned a pause: out
-    return statistics.median(w for w, _ in kept), statistics.median(t for _, t in kept)
+    quickest = min(wall / n for _, wall, n in spans)
+    kept = [(c, w, n) for c, w, n in spans if w / n <= 3 * quickest]
+    steps = sum(n for _, _, n in kept)
+    if steps < min_steps:
+        return None
+    return sum(c for c, _, _ in kept) / steps, sum(w for _, w, _ in kept) / steps
 
 
 class StragglerWatch:
@@ -112,6 +125,8 @@ class StragglerWatch:
         work, step = {}, {}
         for rank in self.activity.ranks():
             per = per_step(self.activity.samples[rank], job.now - self.window_s)
+            if per is None:  # long steps, or a pause filled the window: all the samples kept (RankActivity.keep_s)
+                per = per_step(self.activity.samples[rank], -math.inf)
             if per is not None:
                 work[rank], step[rank] = per
         if len(work) < 2:

@@ -1,8 +1,8 @@
 """A data-parallel training loop with a realistic rhythm, on torch.distributed (gloo, CPU), launched by torchrun.
 
-Each step draws a batch from a real `DataLoader` (one worker), computes for about `--step-s` seconds (matrix
-products on one thread, lognormal jitter `--jitter`), all-reduces its gradients and calls
-`coldaisle.progress()`. On top of that, the pauses a real run has, none of them a hang:
+Each step draws a batch from a real `DataLoader` (one worker), computes `--step-s` seconds' worth of matrix
+products on one thread (a fixed amount of work, timed at start; lognormal jitter `--jitter`), all-reduces its
+gradients and calls `coldaisle.progress()`. On top of that, the pauses a real run has, none of them a hang:
   --checkpoint-every N  rank 0 writes a checkpoint with `torch.save` and fsync for `--checkpoint-s` seconds
                         while the other ranks wait in a barrier;
   --eval-every N        every rank runs `evaluate()` for `--eval-s` seconds (no progress reported), then
@@ -49,10 +49,24 @@ class Batches(Dataset[torch.Tensor]):
         return torch.full((256,), float(i))
 
 
+RATE = [0.0]  # matrix products per second on an idle core, agreed by the ranks at start (calibrate)
+
+
+def calibrate(a: torch.Tensor) -> None:
+    """Products per second, averaged over the ranks: a step is then a fixed amount of work, as on a GPU, and a
+    rank that the host's scheduler starves takes longer without doing more (its peers wait, they do not work)."""
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 0.3:
+        a = torch.tanh(a @ a)
+        n += 1
+    rate = torch.tensor([n / (time.perf_counter() - t0)])
+    dist.all_reduce(rate)
+    RATE[0] = float(rate[0]) / dist.get_world_size()
+
+
 def compute(seconds: float, a: torch.Tensor) -> torch.Tensor:
-    """Matrix products on this thread until `seconds` have passed (a forward and backward pass)."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
+    """`seconds` worth of matrix products on this thread at the agreed rate (a forward and backward pass)."""
+    for _ in range(max(1, round(seconds * RATE[0]))):
         a = torch.tanh(a @ a)
     return a
 
@@ -116,6 +130,7 @@ def main() -> None:
     loader = iter(DataLoader(Batches(args.steps + 1, stall, args.stall_s), batch_size=None, num_workers=1,
                              prefetch_factor=1))
     a = torch.randn(96, 96) / 10
+    calibrate(a)
     ckpt = os.path.join(tempfile.gettempdir(), f"coldaisle-ckpt-{os.getpid()}.pt")
     phase = coldaisle.phase if args.phases else (lambda _name: contextlib.nullcontext())
     try:
