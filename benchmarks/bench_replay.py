@@ -4,7 +4,9 @@ Run: python benchmarks/bench_replay.py [--soak-hours 24] [--profile-hours 24] [-
 
 Each part runs in its own child process, so each peak RSS is its own:
   replay      prometheus-unbound (512 GPUs, 72 h) protected by the default policy (`guarded_replay`), with
-              the unprotected replay of the same scenario as the baseline (`replay`): wall, ratio, peak RSS;
+              the unprotected replay of the same scenario as the baseline (`replay`) at fixed 1 s steps, the
+              steps the protected replay takes (its agent samples every second; unprotected, the twin would
+              take long steps while quiet, sim/stepper.py): wall, ratio, peak RSS;
   soak        healthy-training stretched to `--soak-hours` (32 GPUs at 1 Hz, the same job throughout) with an
               enforcing agent attached (`protect(plan)`, then `g.agent.run(until=...)` an hour at a time),
               process RSS after every simulated hour; the baseline is the same hours of the unprotected twin,
@@ -49,8 +51,12 @@ def part_replay(protected: bool) -> dict[str, Any]:
     """The 72-hour prometheus-unbound replay, protected or not."""
     from coldaisle.replay.protected import guarded_replay
     from coldaisle.sim.run import load_plan, replay
+    from coldaisle.sim.scenario import find_scenario, parse_scenario
 
     plan = load_plan("prometheus-unbound")
+    if not protected:  # the same 1 s steps as the protected replay, whose agent samples every second
+        text = find_scenario("prometheus-unbound").read_text(encoding="utf-8") + "\nmax_step: 1 s\n"
+        _, plan = parse_scenario(text, "prometheus-unbound (fixed 1 s steps)")
     rss0 = rss_mib()
     t0 = time.perf_counter()
     if protected:

@@ -89,6 +89,25 @@ def test_outcomes_done_become_drains_resumes_and_kills_dry_runs_do_not() -> None
     assert histories.count("n1", "drain", None, 60, 10.0) == 1 and histories.count("nope", "drain", None, 60, 10) == 0
 
 
+def test_counts_for_every_node_at_once_follow_new_events_and_the_window_edge() -> None:
+    """The policy's per-step answer is kept between steps: it must still change when an event is added anywhere
+    and when the oldest counted event leaves the window."""
+    histories = NodeHistories({n: NodeHistory(n) for n in ("n1", "n2", "n3")})
+    names = ["n1", "n2", "n3"]
+    histories["n2"].add(FaultEvent(100.0, "xid", 79))
+    histories["n2"].add(FaultEvent(150.0, "xid", 79))
+    histories["n3"].add(FaultEvent(120.0, "xid", 48))
+    assert histories.count_many(names, "xid", 79, 60.0, 155.0).tolist() == [0, 2, 0]
+    assert histories.count_many(names, "xid", None, 60.0, 159.0).tolist() == [0, 2, 1]
+    assert histories.count_many(names, "xid", 79, 60.0, 159.9).tolist() == [0, 2, 0]  # kept
+    assert histories.count_many(names, "xid", 79, 60.0, 160.0).tolist() == [0, 2, 0]  # the window includes its edge
+    assert histories.count_many(names, "xid", 79, 60.0, 160.5).tolist() == [0, 1, 0]  # 100 s left the window
+    histories["n1"].add(FaultEvent(161.0, "xid", 79))
+    assert histories.count_many(names, "xid", 79, 60.0, 161.0).tolist() == [1, 1, 0]  # a new event, at once
+    assert histories.count_many(names, "xid", 79, 60.0, 300.0).tolist() == [0, 0, 0]
+    assert histories.count_many(["n3", "n9"], "xid", 48, 600.0, 300.0).tolist() == [1, 0]  # unknown node: 0
+
+
 def test_a_policy_counts_the_history_per_node() -> None:
     """`count(xid, 79, "7 d") >= 2` fires on the node whose history says so, and only there."""
     from coldaisle.agent.loop import Agent, LocalNode

@@ -17,9 +17,11 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -48,6 +50,9 @@ class FaultEvent:
 class NodeHistory:
     """One node's events, newest last; durable when given a path (see the module doc)."""
 
+    #: bumped by every add to any history: what NodeHistories' per-step answers are cached against
+    generation: ClassVar[int] = 0
+
     def __init__(self, node: str, path: Path | None = None, *, max_events: int = 5000,
                  max_age_s: float = 90 * 86400.0) -> None:
         self.node, self.path, self.max_events, self.max_age_s = node, path, max_events, max_age_s
@@ -59,6 +64,7 @@ class NodeHistory:
     def add(self, event: FaultEvent) -> None:
         """Record an event (bounded), and persist it when this history has a file; never raises."""
         with self._lock:
+            NodeHistory.generation += 1
             self.events.append(event)
             horizon = event.time - self.max_age_s
             self.events = [e for e in self.events if e.time >= horizon][-self.max_events:]
@@ -83,10 +89,46 @@ class NodeHistory:
 class NodeHistories(dict[str, NodeHistory]):
     """Every watched node's history by name; answers the policy's `count(kind[, code], window)`."""
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._busy_at: tuple[int, list[tuple[str, NodeHistory]]] = (-1, [])  # (generation, histories with events)
+        self._index: tuple[Sequence[str] | None, dict[str, int]] = (None, {})  # (names, name -> position)
+        #: (kind, code, seconds) -> (names, generation, computed at, valid until, counts)
+        self._answers: dict[tuple[str, int | None, float], tuple[Sequence[str], int, float, float, np.ndarray]] = {}
+
     def count(self, node: str, kind: str, code: int | None, seconds: float, now: float) -> int:
         """Events of `kind` (and `code`) on `node` within `seconds` before `now` (0 for a node without history)."""
         h = self.get(node)
         return h.count(kind, seconds, now, code) if h is not None else 0
+
+    def with_events(self) -> list[tuple[str, NodeHistory]]:
+        """(node, history) of the nodes that have any event (most have none), recomputed after an add."""
+        if self._busy_at[0] != NodeHistory.generation:
+            self._busy_at = (NodeHistory.generation, [(n, h) for n, h in self.items() if h.events])
+        return self._busy_at[1]
+
+    def count_many(self, names: Sequence[str], kind: str, code: int | None, seconds: float, now: float) -> np.ndarray:
+        """`count` for each of `names` at once (read-only). The policy asks every step for every node; an answer
+        holds until an event is added anywhere or the oldest event it counted leaves the window, so it is kept."""
+        key = (kind, code, seconds)
+        hit = self._answers.get(key)
+        if hit is not None and hit[0] is names and hit[1] == NodeHistory.generation and hit[2] <= now < hit[3]:
+            return hit[4]
+        if self._index[0] is not names:  # the same list every step: built once (held, so never a reused id)
+            self._index = (names, {n: i for i, n in enumerate(names)})
+        out, expires = np.zeros(len(names)), np.inf
+        for name, h in self.with_events():
+            i = self._index[1].get(name)
+            if i is None:
+                continue
+            times = [e.time for e in h.events if e.kind == kind and e.time >= now - seconds
+                     and (code is None or e.code == code)]
+            if times:
+                out[i] = len(times)
+                expires = min(expires, min(times) + seconds)
+        out.flags.writeable = False
+        self._answers[key] = (names, NodeHistory.generation, now, expires, out)
+        return out
 
     def record_outcome(self, outcome: Outcome) -> None:
         """What coldaisle did to a node, when it was done (not dry-run, not refused): drains, resumes, cycles, kills."""
@@ -113,8 +155,8 @@ class FaultRecorder:
     def __init__(self, histories: Mapping[str, NodeHistory]) -> None:
         self.histories = histories
         self._prev: dict[str, np.ndarray] = {}
-        self._replays: dict[int, list[tuple[float, float]]] = {}  # device -> (time, replay total) of the last minute
-        self._burst_at: dict[int, float] = {}
+        self._replays: deque[tuple[float, np.ndarray]] = deque()  # (time, every device's replay total): last minute
+        self._burst_at = np.zeros(0)  # per device: when its last burst was recorded
 
     def observe(self, frame: Frame) -> None:
         """Record what changed since the previous Frame."""
@@ -124,7 +166,7 @@ class FaultRecorder:
                 self._add(devices[ev.device].node, FaultEvent(t, "xid", int(ev.xid), devices[ev.device].uuid))
         for kind, column in (("gpu_lost", "lost"), ("ecc", "ecc_uncorrected_total"),
                              ("row_remap", "remapped_rows_pending"), ("row_remap", "remapped_rows_failure")):
-            for i in self._rises(column, np.asarray(getattr(frame, column), dtype=float)):
+            for i in self._rises(column, getattr(frame, column)):
                 self._add(devices[i].node, FaultEvent(t, kind, 79 if kind == "gpu_lost" else None, devices[i].uuid))
         self._bursts(frame)
 
@@ -132,24 +174,27 @@ class FaultRecorder:
         """Devices whose value went up since the previous Frame (NaN never counts)."""
         prev = self._prev.get(column)
         self._prev[column] = now
-        if prev is None or prev.shape != now.shape:
+        if prev is None or prev is now or prev.shape != now.shape:  # the twin hands out an unchanged column as is
             return []
         with np.errstate(invalid="ignore"):
-            return np.flatnonzero(now > prev).tolist()
+            return np.flatnonzero(np.asarray(now, dtype=float) > np.asarray(prev, dtype=float)).tolist()
 
     def _bursts(self, frame: Frame) -> None:
         """PCIe replays: more than PCIE_BURST within a minute is one burst (at most one per device per 10 min)."""
-        replays = frame.pcie_replay_total
-        for i in np.flatnonzero(np.isfinite(replays)).tolist():
-            seen = self._replays.setdefault(i, [])
-            seen.append((frame.wall_time, float(replays[i])))
-            while seen and seen[0][0] < frame.wall_time - 60.0:
-                seen.pop(0)
-            if seen[-1][1] - seen[0][1] > PCIE_BURST and frame.wall_time - self._burst_at.get(i, -1e18) >= 600.0:
-                self._burst_at[i] = frame.wall_time
-                d = frame.devices[i]
-                self._add(d.node, FaultEvent(frame.wall_time, "pcie_burst", None, d.uuid,
-                                             f"{seen[-1][1] - seen[0][1]:.0f} replays in a minute"))
+        t, replays = frame.wall_time, np.asarray(frame.pcie_replay_total, dtype=float)
+        if self._burst_at.shape != replays.shape:  # the first Frame, or the node's GPUs changed
+            self._replays.clear()
+            self._burst_at = np.full(replays.shape, -np.inf)
+        self._replays.append((t, replays))
+        while self._replays[0][0] < t - 60.0:
+            self._replays.popleft()
+        with np.errstate(invalid="ignore"):
+            rise = replays - self._replays[0][1]
+            hits = np.flatnonzero((rise > PCIE_BURST) & (t - self._burst_at >= 600.0))
+        for i in hits.tolist():
+            self._burst_at[i] = t
+            d = frame.devices[i]
+            self._add(d.node, FaultEvent(t, "pcie_burst", None, d.uuid, f"{rise[i]:.0f} replays in a minute"))
 
     def _add(self, node: str, event: FaultEvent) -> None:
         history = self.histories.get(node)

@@ -49,11 +49,11 @@ class Healer:
         if now < self._next:
             return
         self._next = now + self.every_s
-        for node, history in self.histories.items():
-            if _drained_by_us(history):
-                self._look(node, history)
-            else:
-                self._clear_since.pop(node, None)
+        drained = [(node, h) for node, h in self.histories.with_events() if _drained_by_us(h)]
+        for node in set(self._clear_since) - {node for node, _ in drained}:
+            del self._clear_since[node]
+        for node, history in drained:
+            self._look(node, history)
 
     def _look(self, node: str, history: NodeHistory) -> None:
         try:
@@ -108,5 +108,7 @@ class Healer:
 
 def _drained_by_us(history: NodeHistory) -> bool:
     """The history's last drain is newer than its last resume: worth asking the scheduler (cheap to know)."""
-    last = {e.kind: e.time for e in history.events if e.kind in ("drain", "resume")}
-    return "drain" in last and last["drain"] >= last.get("resume", -1.0)
+    for e in reversed(history.events):  # newest last
+        if e.kind in ("drain", "resume"):
+            return e.kind == "drain"
+    return False

@@ -73,8 +73,8 @@ class Jobs:
 class FaultCounts(Protocol):
     """A node's durable fault history, as the policy's `count(kind[, code], window)` reads it."""
 
-    def count(self, node: str, kind: str, code: int | None, seconds: float, now: float) -> int:
-        """Events of `kind` (and `code`) on `node` within `seconds` before `now` (UTC)."""
+    def count_many(self, names: Sequence[str], kind: str, code: int | None, seconds: float, now: float) -> np.ndarray:
+        """Events of `kind` (and `code`) on each of `names` within `seconds` before `now` (UTC)."""
         ...
 
 
@@ -196,8 +196,7 @@ class EvalContext:
         h = self.nodes.history
         if h is None:
             return _unknown(len(self.nodes.names))
-        now = self.frame.wall_time
-        return np.array([h.count(n, kind, code, seconds, now) for n in self.nodes.names], dtype=float)
+        return h.count_many(self.nodes.names, kind, code, seconds, self.frame.wall_time)
 
     # -- history --------------------------------------------------------------------------------
     def windowed(self, kind: str, column: str, seconds: float) -> np.ndarray:
