@@ -62,6 +62,9 @@ class Physics:
         self._host_key = -1
         self._host_rack = np.zeros(self.n_racks)
         self._host_row = np.zeros(self.n_rows)
+        # per-GPU scratch: a step's temporaries live here, not in fresh arrays (16,384 float64 are 128 KiB, which
+        # glibc serves with mmap and returns with munmap: at fleet size the page faults cost more than the math)
+        self._scratch = tuple(np.zeros(lay.n_gpus) for _ in range(4))
 
     def stored_j(self, s: State) -> float:
         """Heat held in GPU and air thermal masses, relative to 0 C (for the energy ledger)."""
@@ -75,7 +78,7 @@ class Physics:
         q_row = self._gpus(s, inlet, dt) + host_row
         self._room(s, q_row, dt)
         it = float(s.power_w.sum()) + self.host_power_w
-        s.energy_j += s.power_w * dt
+        s.energy_j += np.multiply(s.power_w, dt, out=self._scratch[0])
         self.it_j += it * dt
         self.facility_j += it * self.pue * dt
         if self._spinning is not None:  # a float mask: np.dot over a bool one takes numpy's slow generic loop
@@ -116,10 +119,14 @@ class Physics:
         rack_w += self._host_rack
         np.multiply(rack_w, 1e-3, out=s.rack_kw)
         rack_inlet = s.aisle_c[self.rack_row] + self.recirc * s.rack_kw
-        return rack_inlet[self.gpu_rack]
+        return np.take(rack_inlet, self.gpu_rack, out=self._scratch[3])
 
     def _gpus(self, s: State, inlet: np.ndarray, dt: float) -> np.ndarray:
-        target = (s.temp_c - self.fan_lo) * (1.0 / self.fan_span)
+        """Fans toward their curve, then each GPU's exact exponential over `dt`; the heat each row's air gets.
+        (`inlet` is scratch[3]; the other three scratch arrays hold, in turn, the values named below.)"""
+        a, b, c, _ = self._scratch
+        target = np.subtract(s.temp_c, self.fan_lo, out=a)
+        target *= 1.0 / self.fan_span
         np.minimum(target, 1.0, out=target)
         np.maximum(target, self.fan_min, out=target)
         if s.any_fan_failed:
@@ -127,21 +134,22 @@ class Physics:
         target -= s.fan
         target *= 1.0 - math.exp(-dt / self.fan_tau)
         if self.track:
-            self.moved_fan = float(np.abs(target).max())
+            self.moved_fan = float(np.abs(target, out=b).max())
         s.fan += target
-        g = s.fan * (self.g_full - self.g_still)
+        g = np.multiply(s.fan, self.g_full - self.g_still, out=a)
         g += self.g_still
         if s.any_degraded:
             g *= s.heat_path
-        t_ss = s.power_w / g
+        t_ss = np.divide(s.power_w, g, out=b)
         t_ss += inlet
-        decay = np.exp(g * (-dt / self.C))
-        new = s.temp_c - t_ss
+        decay = np.exp(np.multiply(g, -dt / self.C, out=c), out=c)
+        new = np.subtract(s.temp_c, t_ss, out=a)
         new *= decay
         new += t_ss
-        heat_out = s.power_w - (new - s.temp_c) * (self.C / dt)
+        rise = np.subtract(new, s.temp_c, out=c)
         if self.track:
-            self.moved_c = float(np.abs(new - s.temp_c).max())
+            self.moved_c = float(np.abs(rise, out=b).max())
+        heat_out = np.subtract(s.power_w, np.multiply(rise, self.C / dt, out=b), out=b)
         s.temp_c[:] = new
         return np.bincount(self.gpu_row, weights=heat_out, minlength=self.n_rows)
 
