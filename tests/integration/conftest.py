@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from slurm_daemons import (  # beside this file; pytest puts the folder on sys.path
+    TEST_PLUGINS,
     Daemon,
     parse_scontrol_oneliner,
     processes_of,
@@ -137,16 +138,7 @@ SlurmctldLogFile={root}/log/slurmctld.log
 SlurmdLogFile={root}/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-ReturnToService=2
-MailProg=/bin/true
+{TEST_PLUGINS}
 NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={_real_memory_mb()} State=UNKNOWN
 PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP
 """

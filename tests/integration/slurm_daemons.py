@@ -16,6 +16,18 @@ import pytest
 
 STOP_TIMEOUT_S = 15.0  # per daemon, after SIGTERM, before SIGKILL
 
+#: the slurm.conf lines every test cluster shares: no cgroups, accounting, mail or MPI on a test host
+TEST_PLUGINS = """ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+ReturnToService=2
+MailProg=/bin/true"""
+
 
 @dataclass
 class Daemon:

@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from slurm_daemons import Daemon, parse_scontrol_oneliner, processes_of, start_daemon, stop_daemon, wait_for_socket
+from slurm_daemons import (
+    TEST_PLUGINS,
+    Daemon,
+    parse_scontrol_oneliner,
+    processes_of,
+    start_daemon,
+    stop_daemon,
+    wait_for_socket,
+)
 
 REQUIRED = ("munged", "slurmctld", "slurmd", "scontrol", "sinfo", "ip", "nsenter")
 
@@ -93,16 +101,7 @@ SlurmdPidFile={root}/run/slurmd.%n.pid
 SlurmctldLogFile={root}/log/slurmctld.log
 SlurmdLogFile={root}/log/slurmd.%n.log
 SlurmdParameters=config_overrides
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-ReturnToService=2
-MailProg=/bin/true
+{TEST_PLUGINS}
 NodeName=node-gpu-[01-{n:02d}] NodeAddr={subnet}.[11-{10 + n}] CPUs=1 RealMemory=100 State=UNKNOWN
 PartitionName=gpu Nodes=node-gpu-[01-{n:02d}] Default=YES MaxTime=INFINITE State=UP
 """
