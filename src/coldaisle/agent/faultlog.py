@@ -79,6 +79,13 @@ class NodeHistory:
         since = now - seconds
         return sum(1 for e in self.events if e.kind == kind and e.time >= since and (code is None or e.code == code))
 
+    def drained(self) -> bool:
+        """The last drain is newer than the last resume: worth asking the scheduler whether it still holds."""
+        for e in reversed(self.events):  # newest last
+            if e.kind in ("drain", "resume"):
+                return e.kind == "drain"
+        return False
+
     def counts(self, now: float) -> dict[tuple[str, str, str], int]:
         """(kind, code, window) -> events, for every kind and code seen, over the exported windows."""
         keys = sorted({(e.kind, "" if e.code is None else str(e.code)) for e in self.events})
@@ -92,6 +99,7 @@ class NodeHistories(dict[str, NodeHistory]):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._busy_at: tuple[int, list[tuple[str, NodeHistory]]] = (-1, [])  # (generation, histories with events)
+        self._drained_at: tuple[int, list[tuple[str, NodeHistory]]] = (-1, [])  # (generation, drained by us)
         self._index: tuple[Sequence[str] | None, dict[str, int]] = (None, {})  # (names, name -> position)
         #: (kind, code, seconds) -> (names, generation, computed at, valid until, counts)
         self._answers: dict[tuple[str, int | None, float], tuple[Sequence[str], int, float, float, np.ndarray]] = {}
@@ -106,6 +114,12 @@ class NodeHistories(dict[str, NodeHistory]):
         if self._busy_at[0] != NodeHistory.generation:
             self._busy_at = (NodeHistory.generation, [(n, h) for n, h in self.items() if h.events])
         return self._busy_at[1]
+
+    def drained(self) -> list[tuple[str, NodeHistory]]:
+        """(node, history) of the nodes whose last drain is newer than their last resume, recomputed after an add."""
+        if self._drained_at[0] != NodeHistory.generation:
+            self._drained_at = (NodeHistory.generation, [(n, h) for n, h in self.with_events() if h.drained()])
+        return self._drained_at[1]
 
     def count_many(self, names: Sequence[str], kind: str, code: int | None, seconds: float, now: float) -> np.ndarray:
         """`count` for each of `names` at once (read-only). The policy asks every step for every node; an answer
@@ -188,6 +202,8 @@ class FaultRecorder:
         self._replays.append((t, replays))
         while self._replays[0][0] < t - 60.0:
             self._replays.popleft()
+        if self._replays[0][1] is replays:  # the same (unchanged) totals all minute: no rise anywhere
+            return
         with np.errstate(invalid="ignore"):
             rise = replays - self._replays[0][1]
             hits = np.flatnonzero((rise > PCIE_BURST) & (t - self._burst_at >= 600.0))

@@ -49,7 +49,7 @@ class Healer:
         if now < self._next:
             return
         self._next = now + self.every_s
-        drained = [(node, h) for node, h in self.histories.with_events() if _drained_by_us(h)]
+        drained = self.histories.drained()
         for node in set(self._clear_since) - {node for node, _ in drained}:
             del self._clear_since[node]
         for node, history in drained:
@@ -105,10 +105,3 @@ class Healer:
             self._told.add((node, what))
             self.note(text, node=node)
 
-
-def _drained_by_us(history: NodeHistory) -> bool:
-    """The history's last drain is newer than its last resume: worth asking the scheduler (cheap to know)."""
-    for e in reversed(history.events):  # newest last
-        if e.kind in ("drain", "resume"):
-            return e.kind == "drain"
-    return False
