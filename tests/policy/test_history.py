@@ -189,3 +189,21 @@ def test_a_history_with_no_columns_stores_nothing() -> None:
     h = History({})
     feed(h, range(5), lambda t: [t, t])
     assert h.count == 0 and h.columns == []
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.2, 3.0])
+def test_the_window_starts_where_a_plain_search_puts_it_on_time_late_or_irregular(jitter: float) -> None:
+    """The window's first sample is guessed from the interval and checked; late or irregular samples (and a
+    wrapped ring) must give what searching every sample gives."""
+    rng = np.random.default_rng(7)
+    h = History({"temperature_c": 30.0}, interval_s=1.0)
+    c = Cluster(nodes=("n1",), gpus_per_node=1)
+    t = 0.0
+    for _ in range(200):
+        t += max(1.0 + rng.uniform(-0.3, 1.0) * jitter, 0.05)  # a monotonic clock: never backwards
+        c.context(c.frame(t, temperature_c=[t]), history=h)
+        kept = [h.t[h._slot(j)] for j in range(h.count)]
+        for seconds in (0.5, 1.0, 5.0, 29.9, 30.0, 60.0):
+            t0 = t - seconds - 1e-9
+            want = next((j for j, x in enumerate(kept) if x >= t0), h.count)
+            assert h._first_at(t0) == want, (t, seconds)

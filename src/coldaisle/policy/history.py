@@ -12,7 +12,8 @@ class History:
 
     def __init__(self, columns: dict[str, float], interval_s: float = 1.0, max_samples: int = 86_400) -> None:
         longest = max(columns.values(), default=0.0)
-        self.capacity = int(min(max_samples, np.ceil(longest / max(interval_s, 1e-3)) + 3))
+        self.interval_s = max(interval_s, 1e-3)
+        self.capacity = int(min(max_samples, np.ceil(longest / self.interval_s) + 3))
         self.columns = sorted(columns)
         self.t = np.full(self.capacity, np.nan)
         self.data: dict[str, np.ndarray] = {}
@@ -84,8 +85,14 @@ class History:
         return (self.head - self.count + k) % self.capacity
 
     def _first_at(self, t0: float) -> int:
-        """The position (0 = oldest) of the first sample at or after `t0`; a binary search over the ring."""
-        lo, hi, t = 0, self.count, self.t
+        """The position (0 = oldest) of the first sample at or after `t0`: where the sampling interval puts it
+        when the samples came on time (checked), else a binary search over the ring."""
+        k, t, cap, base = self.count, self.t, self.capacity, self.head - self.count
+        if k:
+            guess = max(k - 1 - int((t[(base + k - 1) % cap] - t0) // self.interval_s), 0)
+            if 0 <= guess < k and t[(base + guess) % cap] >= t0 and (guess == 0 or t[(base + guess - 1) % cap] < t0):
+                return guess
+        lo, hi = 0, k
         while lo < hi:
             mid = (lo + hi) // 2
             if t[(self.head - self.count + mid) % self.capacity] < t0:
