@@ -1,39 +1,18 @@
-"""Agent test helpers: a Frame from the twin, and a real Prometheus server that scrapes given targets.
-
-`prometheus_server(targets)` is a context manager any integration test can use (the Grafana tests reuse
-it): it starts the Debian `prometheus` binary with a temporary config and TSDB on 127.0.0.1, waits until it
-is ready, and always terminates it. A missing binary FAILS the test: CI installs it with
-scripts/install-test-deps.sh, and a skipped integration test would hide that it never ran.
-"""
+"""Agent test helpers: a Frame from the twin, and the real Prometheus of tests/promserver.py as a fixture."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
 import pytest
 
 from coldaisle.sim.backend import SimBackend
 from coldaisle.sim.run import load_plan
 from coldaisle.sim.twin import Twin
+from promserver import PrometheusServer, free_port, prometheus_server
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["PrometheusServer", "free_port", "prometheus_server"]
 
 
 @pytest.fixture
@@ -48,107 +27,6 @@ def twin() -> Twin:
 def node_backend(twin: Twin) -> SimBackend:
     """The eight GPUs of train-01."""
     return SimBackend(twin, "train-01")
-
-
-@dataclass
-class PrometheusServer:
-    """A running Prometheus: its base URL, process, and a small HTTP API client."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def api(self, path: str, **params: str) -> Any:
-        """GET /api/v1/<path> and return `data` (raises on an API error)."""
-        query = urllib.parse.urlencode(params)
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=5) as resp:
-            body = json.load(resp)
-        if body.get("status") != "success":
-            raise RuntimeError(f"Prometheus API error: {body}")
-        return body["data"]
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        """Instant query; the result vector."""
-        return list(self.api("query", query=promql)["result"])
-
-    def wait_for(self, promql: str, ok: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0
-                 ) -> list[dict[str, Any]]:
-        """Poll `promql` until `ok(result)`; fail with the server log tail on timeout."""
-        deadline = time.monotonic() + timeout
-        result: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            self._alive()
-            result = self.query(promql)
-            if ok(result):
-                return result
-            time.sleep(0.25)
-        pytest.fail(f"Prometheus never satisfied {promql!r} in {timeout:g} s; last result {result}\n"
-                    f"{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The end of the server's log, for failure messages."""
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def _alive(self) -> None:
-        if self.process.poll() is not None:
-            pytest.fail(f"prometheus exited with {self.process.returncode}:\n{self.log_tail()}")
-
-
-def _config(targets: Sequence[str], interval: str) -> str:
-    """prometheus.yml scraping `targets` (host:port) every `interval`; JSON is valid YAML."""
-    return json.dumps({
-        "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "scrape_configs": [{"job_name": "coldaisle", "scrape_interval": interval, "scrape_timeout": interval,
-                            "static_configs": [{"targets": list(targets)}]}],
-    }, indent=2)
-
-
-@contextmanager
-def prometheus_server(scrape_targets: Sequence[str], *, scrape_interval: str = "1s",
-                      ready_timeout: float = 20.0) -> Iterator[PrometheusServer]:
-    """Run the real `prometheus` binary scraping `scrape_targets`; stopped (terminate + wait) on exit."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("the `prometheus` binary is not installed; run scripts/install-test-deps.sh (Debian package "
-                    "`prometheus`)", pytrace=False)
-    tmp = Path(tempfile.mkdtemp(prefix="coldaisle-prometheus-"))
-    config, log = tmp / "prometheus.yml", tmp / "prometheus.log"
-    config.write_text(_config(scrape_targets, scrape_interval))
-    port = free_port()
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h", "--log.level=info"],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp)
-    server = PrometheusServer(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        _wait_ready(server, ready_timeout)
-        yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _wait_ready(server: PrometheusServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        server._alive()
-        try:
-            with urllib.request.urlopen(f"{server.url}/-/ready", timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"prometheus not ready after {timeout:g} s:\n{server.log_tail()}")
 
 
 @pytest.fixture

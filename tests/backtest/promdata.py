@@ -2,15 +2,13 @@
 
 `backfilled(path)` runs `promtool tsdb create-blocks-from openmetrics` (the Debian `prometheus` package) into a
 fresh data directory and starts the real `prometheus` binary on it; a missing binary FAILS the test, as in
-tests/agent/conftest.py, whose PrometheusServer and readiness wait are reused here.
+tests/promserver.py, whose PrometheusServer and readiness wait are reused here.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,22 +17,10 @@ from typing import Any
 
 import pytest
 
+import promserver as helpers
+
 T0 = 1_716_260_400.0  # 2024-05-21T03:00:00Z, the incident's night
 
-
-def _agent_helpers() -> Any:
-    """tests/agent/conftest.py (PrometheusServer, free_port, _wait_ready), loaded by path under its own name."""
-    path = Path(__file__).resolve().parents[1] / "agent" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("coldaisle_tests_agent_helpers", path)
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
-    if spec.name not in sys.modules:
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-helpers = _agent_helpers()
 
 Samples = Sequence[tuple[float, float]]
 
@@ -91,7 +77,7 @@ def backfilled(openmetrics: Path) -> Iterator[Any]:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp)
         server = helpers.PrometheusServer(f"http://127.0.0.1:{port}", proc, tmp / "prometheus.log")
         try:
-            helpers._wait_ready(server, 30.0)
+            helpers.wait_ready(server, 30.0)
             yield server
         finally:
             proc.terminate()

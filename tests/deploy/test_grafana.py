@@ -10,7 +10,6 @@ the way Grafana would expand them: `$node`/`$rack` -> their "All" regex, `$__rat
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from typing import Any
 
 import pytest
 
+import promserver as _helpers
 from coldaisle.telemetry.metrics_catalog import names
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "coldaisle.json"
@@ -37,20 +37,6 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 GRAFANA_VARS = {"$__rate_interval": "20s", "$__interval": "5s", "$__range": "5m", "${node}": ".*", "$node": ".*",
                 "${rack}": ".*", "$rack": ".*"}
 
-
-def _agent_helpers() -> Any:
-    """tests/agent/conftest.py (PrometheusServer, free_port), loaded by path under its own name."""
-    path = Path(__file__).resolve().parents[1] / "agent" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("coldaisle_tests_agent_helpers", path)
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
-    if spec.name not in sys.modules:
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _agent_helpers()
 
 
 def dashboard() -> dict[str, Any]:
@@ -226,7 +212,7 @@ class _PrometheusWithLabels:
                  f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.tmp)
         server = _helpers.PrometheusServer(f"http://127.0.0.1:{port}", self.proc, self.tmp / "prometheus.log")
-        _helpers._wait_ready(server, 20.0)
+        _helpers.wait_ready(server, 20.0)
         return server
 
     def __exit__(self, *_: object) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from promserver import free_port
+
 pytest.importorskip("torch")
 
 from coldaisle.guard.watch import ExitCode
@@ -87,12 +89,6 @@ def test_a_rank_doing_forty_percent_more_work_is_named_and_the_job_goes_on(tmp_p
     [rank1] = verdict["evidence"]["stragglers_named"]
     assert rank1["rank"] == 1 and rank1["score"] >= 0.15 and rank1["host"] == socket.gethostname().split(".")[0]
     assert all(s["score"] < 0.15 for s in verdict["evidence"]["straggler_scores"] if s["rank"] == 0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_two_supervisors_as_two_nodes_agree_and_only_the_straggler_s_node_drains(tmp_path: Path) -> None:

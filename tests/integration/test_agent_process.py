@@ -7,7 +7,6 @@ log) rather than on fixed sleeps. Every wait is bounded.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -24,21 +23,7 @@ from typing import Any
 
 import pytest
 
-
-def _load_agent_helpers() -> Any:
-    """tests/agent/conftest.py (free_port, prometheus_server), loaded by path under its own name."""
-    path = Path(__file__).resolve().parents[1] / "agent" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("coldaisle_tests_agent_helpers", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _load_agent_helpers()
-free_port: Callable[[], int] = _helpers.free_port
-prometheus_server = _helpers.prometheus_server
+from promserver import free_port, prometheus_server
 
 COLDAISLE = shutil.which("coldaisle") or str(Path(sys.executable).with_name("coldaisle"))
 ENV = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1"}  # one message per line, no ANSI codes
