@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -102,7 +103,7 @@ def _evidence(cr: CompiledRule, ctx: EvalContext, i: int, devices: np.ndarray) -
         ev["gpu"] = _label(ctx, d)
         for name in _DEVICE_EVIDENCE:
             v = float(ctx.frame.column(name)[d])
-            if np.isfinite(v):
+            if math.isfinite(v):  # math, not numpy: a ufunc on one float costs more than the rest of the line
                 ev[name] = round(v, 2)
         for name, _window in cr.windows.items():
             ev.setdefault(name, round(float(ctx.frame.column(name)[d]), 2))
@@ -114,7 +115,7 @@ def _evidence(cr: CompiledRule, ctx: EvalContext, i: int, devices: np.ndarray) -
         values = ctx.nodes.values if scope == "node" else ctx.jobs.values
         for name, arr in values.items():
             v = float(np.asarray(arr, dtype=float)[i])
-            if np.isfinite(v):
+            if math.isfinite(v):
                 ev[name] = round(v, 3)
     if scope == "job":
         ev["job"] = ctx.jobs.names[i]
