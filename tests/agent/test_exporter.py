@@ -148,6 +148,45 @@ def test_lost_gpu_exports_lost_and_omits_nan(twin: Twin, node_backend: SimBacken
     assert dict((lab["gpu"], v) for lab, v in _samples(again, "coldaisle_gpu_xid_errors_total"))["6"] == 1
 
 
+def _xids(c: FrameCollector) -> tuple[dict[str, float], dict[str, float]]:
+    text = exposition(c.registry)
+    return (dict((lab["gpu"], v) for lab, v in _samples(text, "coldaisle_gpu_last_xid")),
+            dict((lab["gpu"], v) for lab, v in _samples(text, "coldaisle_gpu_xid_errors_total")))
+
+
+def test_an_xid_seen_only_in_the_kernel_log_is_exported(twin: Twin, node_backend: SimBackend) -> None:
+    """A GPU that fell off the bus is reported by the kernel log, not by NVML: /metrics must show it."""
+    c = FrameCollector("train-01")
+    frame = node_backend.sample()
+    assert not [e for e in frame.events if e.kind == "xid"]
+    c.note_xid(3, 79, frame.monotonic)
+    c.update(frame)
+    last, count = _xids(c)
+    assert last["3"] == 79 and count["3"] == 1
+    c.update(node_backend.sample())
+    assert _xids(c) == (last, count)  # noted once, counted once
+    c.note_xid(3, 79, frame.monotonic + 60.0)  # the same Xid again a minute later: a second one
+    c.update(node_backend.sample())
+    assert _xids(c)[1]["3"] == 2
+    c.note_xid(99, 79, frame.monotonic)  # a device this node does not have: ignored, nothing breaks
+    c.update(node_backend.sample())
+    assert _xids(c)[1]["3"] == 2
+
+
+def test_an_xid_from_nvml_and_the_kernel_log_is_counted_once(twin: Twin, node_backend: SimBackend) -> None:
+    g = int(node_backend.gpus[6])
+    c = FrameCollector("train-01")
+    c.note_xid(6, 79, twin.clock.monotonic() - 1.0)  # the kernel line came first, NVML's event a second later
+    twin.lose_gpu(g, twin.t, xid=79)
+    c.update(node_backend.sample())
+    last, count = _xids(c)
+    assert last["6"] == 79 and count["6"] == 1 and not any(v for k, v in count.items() if k != "6")
+    twin.clock.sleep(2.0)
+    c.note_xid(6, 79, twin.clock.monotonic() + 30.0)  # 30 s later it is another Xid, not the same one twice
+    c.update(node_backend.sample())
+    assert _xids(c)[1]["6"] == 2
+
+
 def test_process_series_vanish_when_the_process_ends(twin: Twin, node_backend: SimBackend) -> None:
     c = FrameCollector("train-01")
     frame = node_backend.sample()

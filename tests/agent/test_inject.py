@@ -8,13 +8,16 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from coldaisle.agent.inject import FAULTS, fault_lines, inject
 from coldaisle.errors import ColdaisleError
 from coldaisle.triage.catalog import load_catalog
+from promserver import free_port
 
 
 def test_each_fault_is_a_line_the_catalog_classifies_with_its_gpu() -> None:
@@ -40,12 +43,13 @@ def test_bad_input_is_one_clear_error() -> None:
 
 
 def test_an_injected_xid_reaches_the_running_agent_through_the_real_kernel_log(tmp_path: Path) -> None:
-    """The whole path on a node: /dev/kmsg -> follower -> gpu-lost-or-critical-xid -> dry-run drain, audited."""
+    """The whole path on a node: /dev/kmsg -> follower -> gpu-lost-or-critical-xid -> dry-run drain, audited, and
+    the Xid on /metrics (NVML never reports a GPU that fell off the bus: only the kernel log does)."""
     assert os.access("/dev/kmsg", os.W_OK), "the kernel log is not writable here (the test runs as root)"
-    audit = tmp_path / "audit.jsonl"
+    audit, port = tmp_path / "audit.jsonl", free_port()
     agent = subprocess.Popen([sys.executable, "-m", "coldaisle", "agent", "--backend", "sim", "--scenario",
                               "runaway-process", "--node", "infer-01", "--kmsg", "/dev/kmsg", "--dry-run",
-                              "--listen", "127.0.0.1:0", "--audit", str(audit), "--priority", "normal"],
+                              "--listen", f"127.0.0.1:{port}", "--audit", str(audit), "--priority", "normal"],
                              stdout=subprocess.DEVNULL, stderr=(tmp_path / "agent.log").open("wb"))
     try:
         deadline = time.monotonic() + 30
@@ -63,6 +67,19 @@ def test_an_injected_xid_reaches_the_running_agent_through_the_real_kernel_log(t
         assert drains and drains[0]["status"] == "dry_run" and "infer-01/gpu2" in drains[0]["detail"], records
         history = json.loads((tmp_path / "node-history.json").read_text())["events"]
         assert ("xid", 79, "kernel log") in [(e["kind"], e["code"], e["detail"]) for e in history]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            metrics = resp.read().decode()
+        assert _gauge(metrics, "coldaisle_gpu_last_xid", gpu="2") == 79, metrics[:2000]
+        assert _gauge(metrics, "coldaisle_gpu_xid_errors_total", gpu="2") == 1
     finally:
         agent.terminate()
         agent.wait(30)
+
+
+def _gauge(text: str, name: str, **labels: str) -> float | None:
+    """The value of `name` whose labels include `labels` in a text exposition (None: no such sample)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None

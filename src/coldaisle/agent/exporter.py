@@ -5,11 +5,16 @@ Xid events); every scrape builds its families from that snapshot on the HTTP thr
 scraper never delays sampling, and a process that ended disappears from the next scrape by itself, because
 nothing is kept between Frames except Xid counts. NaN readings (lost GPU, not supported) are left out rather
 than exported as NaN; a lost GPU says so with `coldaisle_gpu_lost 1`.
+
+Xids come from two places: NVML's events in the Frame, and the kernel log (`note_xid`, from the kernel watch's
+thread), which alone sees an Xid NVML cannot report, such as a GPU that fell off the bus. One Xid reported by
+both, within `XID_SAME_S` of each other, is counted once.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +29,7 @@ from coldaisle.agent.jobs import JobRef
 from coldaisle.telemetry.frame import DeviceInfo, Frame, ThrottleReason
 from coldaisle.telemetry.metrics_catalog import CATALOG, MetricGroup, PromMetric
 
+XID_SAME_S = 10.0  # an Xid from NVML and the same Xid from the kernel log this close together are one Xid
 _REASONS = tuple((int(r), str(r.name).lower()) for r in ThrottleReason if r.value)
 
 
@@ -74,6 +80,9 @@ class FrameCollector:
         self.dcgm_names = dcgm_names
         self._snap: _Snapshot | None = None
         self._labels: tuple[tuple[DeviceInfo, ...], list[dict[str, str]], list[dict[str, str]]] | None = None
+        self._kernel_xids: deque[tuple[float, int, int]] = deque()  # (monotonic, device, xid), filled by note_xid
+        #: (uuid, xid) -> [(monotonic, from the kernel log)] counted from one source, not yet met in the other
+        self._unmatched: dict[tuple[str, int], list[tuple[float, bool]]] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -85,19 +94,46 @@ class FrameCollector:
         prev = self._snap
         last_xid = prev.last_xid if prev else {}
         counts = prev.xid_count if prev else {}
-        xids = [e for e in frame.events if e.kind == "xid" and e.xid is not None and 0 <= e.device < len(frame)]
+        xids = [(frame.monotonic, e.device, int(e.xid), False) for e in frame.events
+                if e.kind == "xid" and e.xid is not None and 0 <= e.device < len(frame)]
+        while self._kernel_xids:
+            at, device, xid = self._kernel_xids.popleft()
+            if 0 <= device < len(frame):
+                xids.append((at, device, xid, True))
+        if len(self._unmatched) > 4096:  # reports the other source never matched: forget them once stale
+            self._unmatched = {k: v for k, v in self._unmatched.items()
+                               if max(t for t, _ in v) >= frame.monotonic - XID_SAME_S}
         if xids:
             last_xid, counts = dict(last_xid), dict(counts)
-            for e in xids:
-                uuid = frame.devices[e.device].uuid
-                last_xid[uuid] = int(e.xid)  # type: ignore[arg-type]
-                counts[uuid] = counts.get(uuid, 0) + 1
+            for at, device, xid, kernel in xids:
+                uuid = frame.devices[device].uuid
+                last_xid[uuid] = xid
+                if self._first_report(uuid, xid, at, kernel):
+                    counts[uuid] = counts.get(uuid, 0) + 1
         unsupported: dict[str, list[int]] = {}
         for column, device in frame.unsupported:
             if 0 <= device < len(frame):
                 unsupported.setdefault(column, []).append(device)
         self._snap = _Snapshot(frame, host, agent_state, jobs or {}, last_xid, counts, unsupported,
                                job_values or {}, history, job_ranks or {})
+
+    def note_xid(self, device: int, xid: int, at: float) -> None:
+        """An Xid the kernel log reported for `device` at monotonic `at`; shown from the next update (any thread)."""
+        self._kernel_xids.append((at, device, xid))
+
+    def _first_report(self, uuid: str, xid: int, at: float, kernel: bool) -> bool:
+        """False when the other source already reported this Xid within XID_SAME_S (then the two are one)."""
+        seen = [(t, k) for t, k in self._unmatched.get((uuid, xid), ()) if abs(at - t) <= XID_SAME_S]
+        twin = next((i for i, (_t, k) in enumerate(seen) if k != kernel), None)
+        if twin is not None:
+            del seen[twin]
+        else:
+            seen.append((at, kernel))
+        if seen:
+            self._unmatched[(uuid, xid)] = seen
+        else:
+            self._unmatched.pop((uuid, xid), None)
+        return twin is None
 
     def describe(self) -> list[Metric]:
         """Nothing to pre-register: names are checked against the catalog by the tests, not at registration."""

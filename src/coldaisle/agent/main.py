@@ -104,6 +104,9 @@ def _serve(o: AgentOptions, rt: NodeRuntime, applied: str, say: Callable[[str], 
     agent, audit, gpus = rt.agent, rt.audit, len(rt.agent.backend.devices())
     collector = FrameCollector(rt.node, dcgm_names=o.dcgm_names)
     rt.on_tick(_export(rt, collector))
+    if rt.kernel is not None:  # the kernel log's Xids reach /metrics too (a GPU off the bus is seen only there)
+        rt.kernel.on_xid = _both(rt.kernel.on_xid,
+                                 lambda device, xid: collector.note_xid(device, xid, agent.clock.monotonic()))
     server = _server(o, collector, agent, rt.runner, audit)
     mode = "enforce" if rt.enforce else "dry-run"
     audit.note("agent started", mode=mode, policy=rt.policy.source, priority=applied)
@@ -130,6 +133,13 @@ def _serve(o: AgentOptions, rt: NodeRuntime, applied: str, say: Callable[[str], 
         server.stop()
         audit.note("agent stopped")
     return 0
+
+
+def _both(first: Callable[[int, int], None], then: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    def call(device: int, xid: int) -> None:
+        first(device, xid)
+        then(device, xid)
+    return call
 
 
 def _export(rt: NodeRuntime, collector: FrameCollector) -> Callable[..., None]:
