@@ -40,10 +40,16 @@ rules:
     when: share(utilization_gpu > 90) > 0.5
     for: 30 s
     actions: [{do: notify}]
+  - name: straggler-rank
+    scope: job
+    when: job_straggler_score >= 0.2
+    for: 2 min
+    actions: [{do: notify}]
 """
 GAP = (TIMES > T0 + 600) & (TIMES < T0 + 640)  # a1/gpu1 misses two scrapes (03:10:15, 03:10:30)
 STOP = T0 + 1500.0  # a2/gpu1's series stop at 03:25:00
 JOB = (TIMES >= T0 + 300) & (TIMES < T0 + 1200)  # job 77 holds a1's GPUs 03:05-03:20
+SLOW = (TIMES >= T0 + 600) & JOB  # its rank 1 falls behind from 03:10 (score 0.3), rank 0 keeps up (0.02)
 
 
 def _site() -> str:
@@ -68,6 +74,9 @@ def _site() -> str:
                 labels = dcgm(node, g, **({"hpc_job": "77"} if in_job else {}))
                 if sel.any():
                     families[name].append((labels, list(zip(TIMES[sel], values[sel], strict=True))))
+    scores = [({"node": "a1", "workload": "slurm:77", "rank": str(r), "host": "a1", "gpu": str(r)},
+               list(zip(TIMES[JOB], np.where(SLOW, 0.3 if r else 0.02, 0.02)[JOB], strict=True))) for r in (0, 1)]
+    families["coldaisle_job_rank_straggler_score"] = scores  # coldaisle's agent: one series per rank
     return om_text(families)
 
 
@@ -124,3 +133,12 @@ def test_jobs_come_from_dcgm_exporters_hpc_job_label(result) -> None:  # type: i
     (busy,) = _firings(result, "job-busy")
     assert busy.subject == busy.job == "slurm:77" and busy.nodes == ["a1"]
     assert busy.first == T0 + 330 and busy.last == T0 + 1185  # 30 s after the label came; until it went
+
+
+@pytest.mark.prometheus
+def test_a_jobs_straggler_score_is_its_slowest_ranks(result) -> None:  # type: ignore[no-untyped-def]
+    """Read from coldaisle's per-rank series: the slow rank's 0.3, not the other's 0.02 (nor the freshest)."""
+    (slow,) = _firings(result, "straggler-rank")
+    assert slow.subject == "slurm:77" and slow.first == T0 + 720  # 2 minutes after 03:10
+    assert slow.evidence.get("job_straggler_score") == pytest.approx(0.3)
+    assert "straggler-rank" not in [s.rule for s in result.skipped]

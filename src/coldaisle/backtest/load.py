@@ -182,7 +182,8 @@ class Loader:
         return events
 
     def _levels(self, times: np.ndarray, level: str) -> dict[str, np.ndarray]:
-        """Node values (the max over a node's series) or job values (the min over its nodes: the freshest rank)."""
+        """Node values (the max over a node's series) or job values: the worst rank's for latencies and the straggler
+        score, the freshest rank's (the min) for progress age (S.WORST_RANK), as the agent's job view has them."""
         out = {}
         for name, cand in self.needs.found.items():
             if cand is None or self.site.sources[name].level != level:
@@ -190,7 +191,7 @@ class Loader:
             placed = [(self._column(s.labels, cand, level), s)
                       for s in self._range(selector(cand.metric, self.sel, cand.match), times)]
             arr = np.full((len(times), len(self.fleet.node_names) if level == "node" else len(self.jobs)), np.nan)
-            pick = np.fmax if level == "node" else np.fmin
+            pick = np.fmax if level == "node" or name in S.WORST_RANK else np.fmin
             for col, s in placed:
                 if col >= 0:
                     rows = self._rows(s.times, times)

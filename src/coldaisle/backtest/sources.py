@@ -63,9 +63,11 @@ _ABSENT = {
     "inlet_c": "the node's inlet air temperature comes from its BMC: neither dcgm-exporter nor coldaisle's agent "
                "exports it; map your IPMI or Redfish exporter's series in a mapping file",
     "kernel_gpu_errors": "the agent counts GPU errors in the node's kernel log; no exporter publishes the count",
-    "job_straggler_score": "coldaisle's agent exports it per rank (coldaisle_job_rank_straggler_score, jobs under "
-                           "`coldaisle run`); the backtest reads one series per job, not the slowest of its ranks",
 }
+#: job values read from one series per rank (or per node): the job's value is the worst rank's, as the agent's own
+#: job view (agent.procjobs) combines them; the others (progress age) take the freshest rank's
+WORST_RANK = frozenset({"job_latency_p50_s", "job_latency_p99_s", "job_straggler_score"})
+_PER_RANK = {"job_straggler_score": (Candidate("coldaisle_job_rank_straggler_score"),)}
 _PROCESS = ("per-process rows (PID, GPU, device memory) are read from NVML by the agent; dcgm-exporter and "
             "Prometheus hold no per-process series, so process rules and process_* names cannot be evaluated")
 _STATIC_FACTS = {"slowdown_c": "slowdown_temperature_c", "shutdown_c": "shutdown_temperature_c",
@@ -99,7 +101,7 @@ def table() -> dict[str, Source]:
         out[name] = Source(name, "process", ABSENT, note=_PROCESS)
     for level, names in (("node", N.NODE), ("job", N.JOB)):
         for name in names:
-            found = _catalog_candidates(name)
+            found = _catalog_candidates(name) or _PER_RANK.get(name, ())
             note = _ABSENT.get(name) or f"{name} is not exported under any name coldaisle knows"
             out[name] = Source(name, level, GAUGE, found) if found else Source(name, level, ABSENT, note=note)
     return out

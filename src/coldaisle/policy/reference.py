@@ -123,17 +123,18 @@ fewer samples than it needs at that step (`delta(x, 5)` at a 15 s step) is repor
 counters, `_CLOCK_THROTTLE_REASONS` / `_CLOCKS_EVENT_REASONS`, `DCGM_FI_PROF_PCIE_RX_BYTES` and
 `_NVLINK_RX_BYTES` (profiling fields: enable them in the exporter's counters CSV), with the labels `Hostname`,
 `gpu`, `UUID` and `modelName`; or coldaisle's own (`coldaisle_gpu_*`, `coldaisle_host_*`,
-`coldaisle_job_progress_age_seconds`). Card facts (slowdown and shutdown temperature, power limits) come from
-`DCGM_FI_DEV_SLOWDOWN_TEMP` when exported, else from the GPU catalog by `modelName`. Jobs come from dcgm-exporter's
-`hpc_job` label (`slurm:<id>`) or its `pod` and `namespace` labels (`pod:<namespace>/<pod>`); with neither, each
-node is one job.
+`coldaisle_job_progress_age_seconds`, `coldaisle_job_rank_straggler_score`: a job's straggler score is its slowest
+rank's, its latencies its worst rank's, its progress age its freshest rank's, as the agent combines them). Card
+facts (slowdown and shutdown temperature, power limits) come from `DCGM_FI_DEV_SLOWDOWN_TEMP` when exported, else
+from the GPU catalog by `modelName`. Jobs come from dcgm-exporter's `hpc_job` label (`slurm:<id>`) or its `pod`
+and `namespace` labels (`pod:<namespace>/<pod>`); with neither, each node is one job.
 
 **What the metrics do not say.** Process rules and `process_*` names (Prometheus has no per-process rows), the
 BMC's `inlet_c`, the host's PSI and swap (unless coldaisle's agent exported them), a job's progress (unless the job
-ran under `coldaisle run`), the slowest rank's straggler score (the agent exports one series per rank) and the
-node's fault history (`count(kind, ...)`) cannot be evaluated: the rule is named with the reason and the others
-run. A mapping file names what a site relabelled, maps a name to any series, or
-declares a name unknown (NaN, as the agent sees a source it does not have):
+ran under `coldaisle run`; then also its ranks' straggler scores) and the node's fault history (`count(kind,
+...)`) cannot be evaluated: the rule is named with the reason and the others run. A mapping file names what a
+site relabelled, maps a name to any series, or declares a name unknown (NaN, as the agent sees a source it does
+not have):
 
 ```yaml
 labels: {node: kubernetes_node, job: slurm_job_id}      # the first label present wins
