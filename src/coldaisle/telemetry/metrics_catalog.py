@@ -138,9 +138,10 @@ CATALOG: tuple[PromMetric, ...] = (
        "slowdown_temperature_c", unit="celsius"),
     _g("coldaisle_gpu_shutdown_temperature_celsius", "Temperature at which the GPU shuts down", _GPU,
        "shutdown_temperature_c", unit="celsius"),
-    _g("coldaisle_gpu_xid_errors_total", "Xid events seen by this agent since it started", _GPU, "xid_count",
-       kind=MetricType.COUNTER),
-    _g("coldaisle_gpu_last_xid", "Code of the most recent Xid seen by this agent (0: none)", _GPU, "last_xid"),
+    _g("coldaisle_gpu_xid_errors_total", "Xid events seen by this agent since it started (NVML events and the kernel "
+       "log; one Xid both report is counted once)", _GPU, "xid_count", kind=MetricType.COUNTER),
+    _g("coldaisle_gpu_last_xid", "Code of the most recent Xid seen by this agent, from NVML or the kernel log "
+       "(0: none)", _GPU, "last_xid"),
     _g("coldaisle_gpu_process_memory_used_bytes", "Device memory used by a process, with its Slurm job or pod",
        MetricGroup.PROCESS, "processes", unit="bytes"),
     *(_g(f"coldaisle_host_pressure_{res}_{kind}_ratio",
