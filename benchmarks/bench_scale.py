@@ -73,7 +73,8 @@ def part(gpus: int, days: float, fixed_steps: int) -> dict[str, Any]:
     per_step = (time.perf_counter() - t1) / fixed_steps
     gpu_h = plan.layout.n_gpus * twin.t / 3600
     return {"gpus": plan.layout.n_gpus, "nodes": plan.layout.n_nodes, "simulated_days": round(twin.t / 86400, 2),
-            "wall_s": round(wall, 2), "steps": twin.stepper.steps, "faults_drawn": sum(plan.failures.drawn.values()),
+            "wall_s": round(wall, 2), "steps": twin.stepper.steps, "long_steps_retaken": twin.physics.rejected,
+            "steps_at_rest": twin.physics.rest_steps, "faults_drawn": sum(plan.failures.drawn.values()),
             "interruptions": led.interruptions, "ettr": round(led.ettr, 4), "peak_rss_mib": round(peak),
             "us_per_simulated_gpu_hour": round(wall / gpu_h * 1e6, 3),
             "fixed_1s_step_ms": round(per_step * 1e3, 3),

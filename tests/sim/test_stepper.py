@@ -120,3 +120,61 @@ def test_max_step_below_the_step_names_its_line() -> None:
     text = find_scenario("healthy-training").read_text(encoding="utf-8") + "max_step: 0.5 s\n"
     with pytest.raises(Exception, match=r"^s\.yaml:\d+: max_step: max_step must be at least one step"):
         parse_scenario(text, "s.yaml")
+
+
+def _cancelled_training(record_every: str, cancel: str = "+45 min", duration: str = "2 h") -> tuple[Plan, Plan]:
+    """healthy-training with its job cancelled: GPUs warm up, then cool down (adaptive, fixed)."""
+    text = find_scenario("healthy-training").read_text(encoding="utf-8").replace("record_every: 10 s",
+                                                                                 f"record_every: {record_every}")
+    text = text.replace("duration: 2 h", f"duration: {duration}")
+    timeline = f'timeline:\n  - {{at: "{cancel}", fault: cancel_job, job: llama-pretrain}}\n'
+    text = text.replace("expect:", timeline + "expect:")
+    _, adaptive = parse_scenario(text, "cancelled.yaml")
+    _, fixed = parse_scenario(text + "\nmax_step: 1 s\n", "cancelled.yaml")
+    return adaptive, fixed
+
+
+def test_a_thermal_transient_takes_tens_of_steps_sized_by_their_error() -> None:
+    """A job starting and stopping moves every GPU by 20 C and every fan by a third: the steps follow each transient
+    by their error estimate, in tens of steps (movement-sized steps took about 150 each), and stay within the
+    tolerance of fixed 1 s steps all along (recorded every minute)."""
+    adaptive, fixed = _cancelled_training("1 min")
+    a, f = Twin(adaptive), Twin(fixed)
+    ends = []
+    while a.t < adaptive.duration_s:
+        a.step(a.stepper.length(a.t, adaptive.duration_s))
+        ends.append(a.t)
+    f.run_until()
+    assert_equivalent(a, f)
+    start, stop = adaptive.jobs[0].start_s, 45 * 60.0
+    warming = sum(1 for end in ends if start < end <= start + 20 * 60)
+    cooling = sum(1 for end in ends if stop < end <= stop + 20 * 60)
+    assert warming < 60 and cooling < 60, (warming, cooling)  # 20 minutes each, 20 recordings and 10 fine steps in
+    assert a.physics.rejected < 10
+
+
+def test_a_long_step_whose_error_passes_the_tolerance_is_taken_again_shorter() -> None:
+    """Right after a job starts, a 10-minute step would miss the fans' response: physics takes it again shorter."""
+    adaptive, _ = plans(find_scenario("healthy-training"))
+    twin = Twin(adaptive)
+    twin.run_until(adaptive.jobs[0].start_s + 30.0)  # warming up, the fans just starting to ramp
+    taken = twin.physics.step(twin.state, adaptive.scenario.max_step, twin.stepper.tolerance)
+    assert twin.physics.rejected >= 1 and taken < 60.0
+    assert twin.physics.err_c <= twin.stepper.tolerance[0] and twin.physics.err_fan <= twin.stepper.tolerance[1]
+
+
+def test_long_steps_at_rest_only_book_energy_and_give_what_computing_them_gives() -> None:
+    """A cluster at rest (every temperature, fan and aisle left exactly where the last long step found them) is
+    stepped without recomputing it: to the bit what computing every step gives, records, ledgers and events."""
+    adaptive, _ = _cancelled_training("10 min", cancel="+3 h", duration="6 h")
+    a, b = Twin(adaptive), Twin(adaptive)
+    b.physics._resting = lambda s: False  # type: ignore[method-assign]  # compute every step in full
+    a.run_until()
+    b.run_until()
+    assert a.stepper.steps == b.stepper.steps and a.physics.rest_steps > 5 and b.physics.rest_steps == 0
+    for series in ("gpu_temp_c", "gpu_power_w", "aisle_c", "it_kw", "pue"):
+        np.testing.assert_array_equal(a.recorder.view(series), b.recorder.view(series), err_msg=series)
+    np.testing.assert_array_equal(a.state.energy_j, b.state.energy_j)
+    assert (a.physics.it_j, a.physics.cooling_j, a.physics.facility_j) == \
+        (b.physics.it_j, b.physics.cooling_j, b.physics.facility_j)
+    assert a.events == b.events

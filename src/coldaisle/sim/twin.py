@@ -109,26 +109,29 @@ class Twin:
             faults.apply(self, faults_[self._fault_i], faults_[self._fault_i].at_s)
             self._fault_i += 1
             events += 1
+        applied = events
         while self._queue and self._queue[0][0] <= t + 1e-9:
             when, _, fn, args = heapq.heappop(self._queue)
             fn(when, *args)
             events += 1
         if events:
-            self.stepper.changed(t)
+            self.stepper.changed(t, fault=applied > 0)
         if self.kv.active:
             self.kv.tick(t, h)
-        self.physics.step(self.state, h)
+        # a long step (no fault or timer in it) is taken shorter where its error estimate asks (sim.physics)
+        h = self.physics.step(self.state, h, None if events or self.kv.active else self.stepper.tolerance)
+        t = self.t + h
         self._limits(t, h)
         self.t = t
         self.recorder.maybe_record(t, self.state, self._it_w(), self.physics.pue)
-        self.stepper.observed()
+        self.stepper.observed(h)
 
     def _it_w(self) -> float:
-        return float(self.state.power_w.sum()) + self.physics.host_power_w
+        return self.physics.it_w  # as the last physics step summed it
 
     def _limits(self, t: float, dt: float) -> None:
         s, card = self.state, self.plan.card
-        if s.temp_c.max() < card.slowdown_c - 5.0:
+        if self.physics.t_max < card.slowdown_c - 5.0:  # the hottest GPU, as the physics step left it
             if self._latched_any:
                 s.slowdown_latched[:] = False
                 self._latched_any = False
