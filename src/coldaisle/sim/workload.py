@@ -59,6 +59,7 @@ class Workload:
         self.version = 0  # bumped on every change of who runs where (views of the twin cache on it)
         self.summary = twin.plan.scenario.rank_events == "summary"
         self.signalled: dict[int, float] = {}  # job -> when a signal last reached one of its ranks
+        self.live_ranks = [0] * len(twin.plan.jobs)  # per job: its ranks still running, over all its communicators
 
     # -- jobs -------------------------------------------------------------------------------
     def start_job(self, j: int, t: float) -> None:
@@ -75,6 +76,7 @@ class Workload:
                 continue
             gi = len(self.groups)
             self.groups.append(Communicator(j, ok, since=t, alive=int(ok.size)))
+            self.live_ranks[j] += int(ok.size)
             if self.summary:
                 self._spawn_all(ok, gi, jp, t)
                 continue
@@ -217,6 +219,7 @@ class Workload:
             s.work[g] = Work.IDLE
         if gi >= 0:
             self.groups[gi].alive -= 1
+            self.live_ranks[self.groups[gi].job] -= 1
             self._after_exit(gi, t)
 
     def exit_many(self, t: float, gpus: np.ndarray, why: str) -> None:
@@ -238,6 +241,7 @@ class Workload:
         ids, counts = np.unique(groups[groups >= 0], return_counts=True)
         for gi, n in zip(ids.tolist(), counts.tolist(), strict=True):
             self.groups[gi].alive -= n
+            self.live_ranks[self.groups[gi].job] -= n
             self._after_exit(gi, t)
 
     def _after_exit(self, gi: int, t: float) -> None:
@@ -259,9 +263,11 @@ class Workload:
             self.twin.rank_lost(gr.job, t)
 
     def _maybe_job_end(self, j: int, t: float) -> None:
-        mine = [g for g in self.groups if g.job == j]
+        """The job ends when its last rank has exited (a count kept as ranks start and exit: a job restarted
+        hundreds of times has as many communicators, and looking through all of them at every exit grew as the
+        square of the restarts)."""
         self.version += 1
-        if self.job_status[j] == "running" and all((self.group_of[g.gpus] < 0).all() for g in mine):
+        if self.job_status[j] == "running" and self.live_ranks[j] == 0:
             state = "cancelled" if j in self.cancelled else "failed"
             self.job_status[j] = state
             jp = self.twin.plan.jobs[j]
