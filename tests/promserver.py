@@ -93,19 +93,32 @@ def _config(targets: Sequence[str], interval: str) -> str:
 def prometheus_server(scrape_targets: Sequence[str], *, scrape_interval: str = "1s",
                       ready_timeout: float = 20.0) -> Iterator[PrometheusServer]:
     """Run the real `prometheus` binary scraping `scrape_targets`; stopped (terminate + wait) on exit."""
+    tmp = Path(tempfile.mkdtemp(prefix="coldaisle-prometheus-"))
+    try:
+        config = tmp / "prometheus.yml"
+        config.write_text(_config(scrape_targets, scrape_interval))
+        with running(config, tmp / "tsdb", retention="1h", ready_timeout=ready_timeout,
+                     extra=("--log.level=info",)) as server:
+            yield server
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def running(config: Path, tsdb: Path, *, retention: str, ready_timeout: float,
+            extra: Sequence[str] = ()) -> Iterator[PrometheusServer]:
+    """The `prometheus` binary with `config` and the TSDB `tsdb`, on a free port of 127.0.0.1, once it is ready;
+    terminated (killed if it lingers) on exit. Its log is `prometheus.log` beside the config."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("the `prometheus` binary is not installed; run scripts/install-test-deps.sh (Debian package "
                     "`prometheus`)", pytrace=False)
-    tmp = Path(tempfile.mkdtemp(prefix="coldaisle-prometheus-"))
-    config, log = tmp / "prometheus.yml", tmp / "prometheus.log"
-    config.write_text(_config(scrape_targets, scrape_interval))
-    port = free_port()
+    port, log = free_port(), config.with_name("prometheus.log")
     with open(log, "wb") as log_file:
         proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h", "--log.level=info"],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp)
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tsdb}",
+             f"--web.listen-address=127.0.0.1:{port}", f"--storage.tsdb.retention.time={retention}", *extra],
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=config.parent)
     server = PrometheusServer(f"http://127.0.0.1:{port}", proc, log)
     try:
         wait_ready(server, ready_timeout)
@@ -117,7 +130,6 @@ def prometheus_server(scrape_targets: Sequence[str], *, scrape_interval: str = "
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def wait_ready(server: PrometheusServer, timeout: float) -> None:

@@ -59,32 +59,17 @@ def dcgm(node: str, gpu: int, model: str = "NVIDIA H100 80GB HBM3", **extra: str
 @contextmanager
 def backfilled(openmetrics: Path) -> Iterator[Any]:
     """A real Prometheus serving exactly the samples of `openmetrics` (promtool-made blocks), stopped on exit."""
-    promtool, binary = shutil.which("promtool"), shutil.which("prometheus")
-    if promtool is None or binary is None:
-        pytest.fail("promtool and prometheus are not installed; run scripts/install-test-deps.sh (Debian package "
-                    "`prometheus`)", pytrace=False)
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed; run scripts/install-test-deps.sh (Debian package `prometheus`)",
+                    pytrace=False)
     tmp = Path(tempfile.mkdtemp(prefix="coldaisle-backtest-"))
     try:
         made = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(openmetrics),
                                str(tmp / "data")], check=False, capture_output=True, text=True, timeout=300)
         assert made.returncode == 0, f"promtool refused the file:\n{made.stdout}\n{made.stderr}"
         (tmp / "prometheus.yml").write_text("global: {scrape_interval: 1h}\n")
-        port = helpers.free_port()
-        with open(tmp / "prometheus.log", "wb") as log:
-            proc = subprocess.Popen(
-                [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=100y"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp)
-        server = helpers.PrometheusServer(f"http://127.0.0.1:{port}", proc, tmp / "prometheus.log")
-        try:
-            helpers.wait_ready(server, 30.0)
+        with helpers.running(tmp / "prometheus.yml", tmp / "data", retention="100y", ready_timeout=30.0) as server:
             yield server
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

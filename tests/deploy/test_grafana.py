@@ -22,6 +22,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -184,45 +185,20 @@ def host_exporter() -> Iterator[int]:
         yield server.port
 
 
-def _prometheus(targets: list[tuple[int, str]]) -> Any:
+@contextmanager
+def _prometheus(targets: list[tuple[int, str]]) -> Iterator[Any]:
     """A real Prometheus scraping each (port, rack) every second, the rack as a target label."""
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
               "scrape_configs": [{"job_name": "coldaisle", "scrape_interval": "1s", "scrape_timeout": "1s",
                                   "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": {"rack": rack}}
                                                      for port, rack in targets]}]}
-    return _PrometheusWithLabels(config)
-
-
-class _PrometheusWithLabels:
-    """The agent tests' Prometheus runner, with a config of our own (static target labels)."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
-
-    def __enter__(self) -> Any:
-        binary = shutil.which("prometheus")
-        if binary is None:
-            pytest.fail("the `prometheus` binary is not installed; run scripts/install-test-deps.sh", pytrace=False)
-        self.tmp = Path(tempfile.mkdtemp(prefix="coldaisle-grafana-"))
-        (self.tmp / "prometheus.yml").write_text(json.dumps(self.config))
-        port = _helpers.free_port()
-        with open(self.tmp / "prometheus.log", "wb") as log:
-            self.proc = subprocess.Popen(
-                [binary, f"--config.file={self.tmp / 'prometheus.yml'}", f"--storage.tsdb.path={self.tmp / 'tsdb'}",
-                 f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.tmp)
-        server = _helpers.PrometheusServer(f"http://127.0.0.1:{port}", self.proc, self.tmp / "prometheus.log")
-        _helpers.wait_ready(server, 20.0)
-        return server
-
-    def __exit__(self, *_: object) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix="coldaisle-grafana-"))
+    try:
+        (tmp / "prometheus.yml").write_text(json.dumps(config))
+        with _helpers.running(tmp / "prometheus.yml", tmp / "tsdb", retention="1h", ready_timeout=20.0) as server:
+            yield server
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _label_values(prom: Any, query: str) -> list[str]:
