@@ -124,16 +124,16 @@ class FrameCollector:
     def _first_report(self, uuid: str, xid: int, at: float, kernel: bool) -> bool:
         """False when the other source already reported this Xid within XID_SAME_S (then the two are one)."""
         seen = [(t, k) for t, k in self._unmatched.get((uuid, xid), ()) if abs(at - t) <= XID_SAME_S]
-        twin = next((i for i, (_t, k) in enumerate(seen) if k != kernel), None)
-        if twin is not None:
-            del seen[twin]
+        other = next((i for i, (_t, k) in enumerate(seen) if k != kernel), None)  # the other source's report
+        if other is not None:
+            del seen[other]
         else:
             seen.append((at, kernel))
         if seen:
             self._unmatched[(uuid, xid)] = seen
         else:
             self._unmatched.pop((uuid, xid), None)
-        return twin is None
+        return other is None
 
     def describe(self) -> list[Metric]:
         """Nothing to pre-register: names are checked against the catalog by the tests, not at registration."""
