@@ -134,14 +134,21 @@ def running(config: Path, tsdb: Path, *, retention: str, ready_timeout: float,
 
 def wait_ready(server: PrometheusServer, timeout: float) -> None:
     """Until the server answers /-/ready (fails the test with its log tail after `timeout` seconds)."""
+    wait_ok(f"{server.url}/-/ready", timeout, server._alive,
+            lambda: f"prometheus not ready after {timeout:g} s:\n{server.log_tail()}")
+
+
+def wait_ok(url: str, timeout: float, alive: Callable[[], None], why: Callable[[], str]) -> None:
+    """Until `url` answers 200; `alive()` fails the test as soon as the process behind it has exited, and after
+    `timeout` seconds the test fails with `why()`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        server._alive()
+        alive()
         try:
-            with urllib.request.urlopen(f"{server.url}/-/ready", timeout=1) as resp:
+            with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == 200:
                     return
         except OSError:
             pass
         time.sleep(0.1)
-    pytest.fail(f"prometheus not ready after {timeout:g} s:\n{server.log_tail()}")
+    pytest.fail(why())

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,18 +117,12 @@ def _rack_of(node: str) -> str:
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def alive() -> None:
         if proc.poll() is not None:
             pytest.fail(f"the agent exited ({proc.returncode}):\n{log.read_text(errors='replace')}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"the agent on port {port} never became healthy:\n{log.read_text(errors='replace')}")
+
+    _helpers.wait_ok(f"http://127.0.0.1:{port}/healthz", 30.0, alive,
+                     lambda: f"the agent on port {port} never became healthy:\n{log.read_text(errors='replace')}")
 
 
 @pytest.fixture
