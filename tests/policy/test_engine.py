@@ -298,6 +298,32 @@ def test_hourly_limit_frees_up_an_hour_later() -> None:
     assert 12 in [d.target.pid for t, d in r.log if d.action == TERM and t == 3600]
 
 
+def test_held_back_kills_wait_unbuilt_while_the_limit_is_spent_and_go_out_when_it_frees(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hang on every rank past a kill rule's limit: the held-back kills are not rebuilt every sample while the
+    hour's actions are spent (at fleet scale that was most of a protected run), and go out when it frees."""
+    import coldaisle.policy.engine as engine_module
+
+    built: list[float] = []
+    real = engine_module.decisions_for
+
+    def counting(cr: Any, rung: Any, step: int, ctx: EvalContext, i: int, now: float) -> list[Decision]:
+        built.append(ctx.now)
+        return real(cr, rung, step, ctx, i, now)
+
+    monkeypatch.setattr(engine_module, "decisions_for", counting)
+    r = Run(RATE_LIMITED)
+    for t in range(0, 3601, 5):
+        r.step(t, temperature_c=temps([0, 1, 2, 3]), procs=FOUR_PROCS)
+    # two kills at once; the other two kills and the four drains (due at 5 s) held back; the two slots that free
+    # an hour later go to the first two held back
+    assert [(t, d.action, d.target.pid) for t, d in r.log if d.action in (TERM, DRAIN)] == [
+        (0, TERM, 10), (0, TERM, 11), (3600, DRAIN, None), (3600, DRAIN, None)]
+    assert len(r.notes) == 2 and all("hourly action limit (2) reached" in n for n in r.notes)  # at 0 and 3600
+    assert [t for t in built if 0 < t < 3600] == [5] * 6  # the four drains as they came due, with the two held
+    # kills retried beside them; nothing after that while the hour's actions stay spent
+
+
 def test_a_rate_limited_kill_does_not_hold_back_a_later_power_cap() -> None:
     r = Run(one_rule("""\
     when: temperature_c > 80

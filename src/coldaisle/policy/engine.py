@@ -166,10 +166,12 @@ class Engine:
               out: list[Decision]) -> None:
         now = ctx.now
         track = tracks.get(key)
-        if track is not None and track.fired_at is not None and not track.waiting and (
+        if track is not None and track.fired_at is not None and (
                 track.next_rung >= len(cr.rule.actions)
-                or now - track.fired_at < cr.rule.actions[track.next_rung].after - 1e-9):
-            return  # firing, and no rung due: the common case for a long-held cap
+                or now - track.fired_at < cr.rule.actions[track.next_rung].after - 1e-9) and (
+                not track.waiting or self._full(cr, now)):
+            return  # firing, and no rung due (held-back rungs wait while the hourly limit is still spent): the
+            # common case for a long-held cap, and for the ranks of a fleet-wide hang past a kill rule's limit
         if track is None:
             if self.cooldown.get((cr.rule.name, key), -np.inf) > now:
                 return
@@ -207,16 +209,23 @@ class Engine:
                                 params={"reason": "condition cleared"}))
 
     def _allow(self, cr: CompiledRule, now: float) -> bool:
+        """Spend one of the rule's destructive actions this hour; False (and a note, hourly) when none is left."""
+        if self._full(cr, now):
+            return False
+        self._spent[cr.rule.name].append(now)
+        return True
+
+    def _full(self, cr: CompiledRule, now: float) -> bool:
+        """Whether the rule has spent its destructive actions for the last hour (noted once an hour)."""
         spent = self._spent[cr.rule.name]
         while spent and spent[0] <= now - 3600.0:
             spent.popleft()
-        if len(spent) >= cr.rule.max_actions_per_hour:
-            if self._limited.get(cr.rule.name, -np.inf) <= now - 3600.0:
-                self.note(f"rule {cr.rule.name}: hourly action limit ({cr.rule.max_actions_per_hour}) reached; "
-                          "further kills and drains suppressed for up to an hour")
-                self._limited[cr.rule.name] = now
+        if len(spent) < cr.rule.max_actions_per_hour:
             return False
-        spent.append(now)
+        if self._limited.get(cr.rule.name, -np.inf) <= now - 3600.0:
+            self.note(f"rule {cr.rule.name}: hourly action limit ({cr.rule.max_actions_per_hour}) reached; "
+                      "further kills and drains suppressed for up to an hour")
+            self._limited[cr.rule.name] = now
         return True
 
 
