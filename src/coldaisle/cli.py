@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -147,14 +148,18 @@ def sim_compare(
     plan = load_plan(scenario)
     until_s = parse_until(until, plan)
     sides = []
-    for spec in (policy_a, policy_b):
-        with _progress(err, f"{scenario} under {spec}") as bar:
-            task = bar.add_task("run", total=plan.duration_s if until_s is None else until_s, clock="")
+    # the two runs' audit logs are gone with the command (a long run's fill gigabytes); the counts it shows are
+    # the runners'
+    with tempfile.TemporaryDirectory(prefix="coldaisle-compare-") as tmp:
+        for side, spec in zip("ab", (policy_a, policy_b), strict=True):
+            with _progress(err, f"{scenario} under {spec}") as bar:
+                task = bar.add_task("run", total=plan.duration_s if until_s is None else until_s, clock="")
 
-            def tick(t: float, _end: float, bar: Progress = bar, task: TaskID = task) -> None:
-                bar.update(task, completed=t, clock=iso(plan.start_epoch + t)[:16].replace("T", " "))
+                def tick(t: float, _end: float, bar: Progress = bar, task: TaskID = task) -> None:
+                    bar.update(task, completed=t, clock=iso(plan.start_epoch + t)[:16].replace("T", " "))
 
-            sides.append(run_side(plan, spec, until_s=until_s, progress=tick))
+                sides.append(run_side(plan, spec, until_s=until_s, progress=tick,
+                                      audit_path=Path(tmp) / f"audit-{side}.jsonl"))
     report = compare_report(plan, sides[0], sides[1])
     if html is not None:
         write_html(report, html)
@@ -175,8 +180,9 @@ def sim_test(
 
     failed = 0
     for name in scenarios:
-        g = _run(name, None, err, f"testing {name}", policy)
-        checks = check_all(g)
+        with tempfile.TemporaryDirectory(prefix="coldaisle-sim-test-") as tmp:  # the audit the checks read
+            g = _run(name, None, err, f"testing {name}", policy, audit=Path(tmp) / "audit.jsonl")
+            checks = check_all(g)
         if not checks:
             err.print(f"[yellow]{name}: the scenario has no `expect:` list; nothing to check[/yellow]")
         for c in checks:

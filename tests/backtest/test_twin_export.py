@@ -134,6 +134,29 @@ NOT_ON_THE_TWIN = ("coldaisle_host_", "coldaisle_gpu_process_", "coldaisle_agent
                    "coldaisle_agent_sample_duration", "coldaisle_agent_last_sample", "coldaisle_gpu_throttled")
 
 
+def test_the_actions_counter_counts_every_outcome_not_only_those_the_runner_keeps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner keeps only its latest Outcomes (for /metrics); the export's counter sees each one as it happens."""
+    import functools
+
+    import coldaisle.replay.protected as protected_module
+
+    monkeypatch.setattr(protected_module, "RuntimeOptions",
+                        functools.partial(protected_module.RuntimeOptions, keep_outcomes=1))
+    path = tmp_path / "protected.om"
+    _, g = recorded_run(load_plan("runaway-process"), path, policy="default", every_s=15.0,
+                        audit_path=tmp_path / "audit.jsonl")
+    assert g is not None and len(g.runner.outcomes) == 1 < sum(g.runner.counts.values())
+    samples = _samples(path)["coldaisle_agent_actions"]
+    end = max(ts for _, _, ts in samples)
+    counted: dict[tuple[str, str], int] = {}
+    for labels, value, ts in samples:
+        if ts == end:
+            key = (labels["action"], labels["status"])
+            counted[key] = counted.get(key, 0) + int(value)
+    assert counted == dict(g.runner.counts)
+
+
 @pytest.mark.slow
 @pytest.mark.prometheus
 def test_the_shipped_dashboard_reads_a_protected_export(tmp_path: Path, prometheus_with) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -11,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from coldaisle.replay.compare import NO_HANG, compare_rows, compare_summary, load_side_policy, run_side
+from coldaisle.actions.audit import AuditLog, read
+from coldaisle.replay.compare import NO_HANG, actions, compare_rows, compare_summary, load_side_policy, run_side
 from coldaisle.replay.paced import paced_replay, protected_run
 from coldaisle.replay.protected import guarded_replay
 from coldaisle.replay.summary import SCHEMA, summarize
@@ -87,6 +89,21 @@ def test_compare_shows_what_hang_detection_saves_and_costs(plan: Plan) -> None:
     assert rows["lost: false drains"] == ("0.2 h", "0.0 h")
 
 
+def test_compare_counts_every_action_of_the_run_though_the_audit_log_rotated(plan: Plan, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long run's audit log rotates by size and its oldest files fall off (a 54-day llama3-16k run writes
+    gigabytes): what compare counts is the whole run's, not what the last file still holds."""
+    whole = actions(run_side(plan, "default", audit_path=tmp_path / "whole.jsonl"))
+    assert whole["decisions"] == sum(1 for r in read(tmp_path / "whole.jsonl") if r.get("kind") == "decision") > 3
+    import coldaisle.agent.assemble as assemble_module
+
+    monkeypatch.setattr(assemble_module, "AuditLog", functools.partial(AuditLog, max_bytes=2048, backups=1))
+    rotated = run_side(plan, "default", audit_path=tmp_path / "rotated.jsonl")
+    kept = sum(1 for r in read(tmp_path / "rotated.jsonl", backups=True) if r.get("kind") == "decision")
+    assert kept < whole["decisions"]  # the oldest records are gone from the files
+    assert actions(rotated) == whole
+
+
 def test_none_runs_without_an_agent(plan: Plan) -> None:
     side = run_side(plan, "none")
     assert side.guarded is None and side.source == "none"
@@ -114,8 +131,8 @@ def test_a_scenario_without_a_failure_mix_has_no_training_ledger() -> None:
     assert "training" not in summarize(protected_run(plain, "default", until_s=600).twin)
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR")}
+def cli(*args: str, cwd: Path, **env_extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR")} | env_extra
     return subprocess.run([sys.executable, "-m", "coldaisle.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300, check=False)
 
@@ -124,8 +141,12 @@ def test_sim_compare_cli_prints_json_and_writes_the_html_report(tmp_path: Path) 
     scenario = tmp_path / "fleet-hang.yaml"
     scenario.write_text(HANG, encoding="utf-8")
     html = tmp_path / "compare.html"
-    proc = cli("sim", "compare", "default", NO_HANG, str(scenario), "--json", "--html", str(html), cwd=tmp_path)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = cli("sim", "compare", "default", NO_HANG, str(scenario), "--json", "--html", str(html), cwd=tmp_path,
+               TMPDIR=str(tmp))
     assert proc.returncode == 0, proc.stderr
+    assert list(tmp.iterdir()) == []  # the runs' audit logs went with the command
     out: dict[str, Any] = json.loads(proc.stdout)
     assert out["a"]["policy"] == "default" and out["b"]["policy"] == NO_HANG
     page = html.read_text(encoding="utf-8")

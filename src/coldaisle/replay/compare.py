@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -19,7 +20,6 @@ import yaml
 from coldaisle.policy.loader import LoadedPolicy, default_policy_path, load_policy, parse_policy
 from coldaisle.replay.paced import protected_run
 from coldaisle.replay.protected import Guarded
-from coldaisle.replay.summary import audit_records
 from coldaisle.replay.training import hours, training_summary
 from coldaisle.report import Report, Section, Table
 from coldaisle.sim.ettr import CAUSES
@@ -57,25 +57,25 @@ def load_side_policy(spec: str) -> LoadedPolicy | None:
 
 
 def run_side(plan: Plan, spec: str, *, until_s: float | None = None,
-             progress: Callable[[float, float], None] | None = None) -> Side:
-    """Run the scenario under one policy (or none)."""
+             progress: Callable[[float, float], None] | None = None, audit_path: Path | None = None) -> Side:
+    """Run the scenario under one policy (or none), auditing to `audit_path` (default: a new temporary folder)."""
     policy = load_side_policy(spec)
     t0 = time.perf_counter()
     if policy is None:
         twin = replay(plan, until_s=until_s, progress=progress)
         return Side(spec, NONE, twin, None, time.perf_counter() - t0)
-    g = protected_run(plan, policy, until_s=until_s, progress=progress)
+    g = protected_run(plan, policy, until_s=until_s, audit_path=audit_path, progress=progress)
     return Side(spec, policy.source, g.twin, g, time.perf_counter() - t0)
 
 
 def actions(side: Side) -> dict[str, int]:
-    """What the agent did: decisions, and drains and signals carried out."""
+    """What the agent did over the whole run: decisions (each ends in one Outcome), and drains and signals
+    carried out; from the runner's counts, which the audit log (rotated by size) may no longer all hold."""
     if side.guarded is None:
         return {"decisions": 0, "drains": 0, "signals": 0}
-    decisions, outcomes = audit_records(side.guarded.audit_path)
-    done = [o for o in outcomes if o.get("status") == "done"]
-    return {"decisions": len(decisions), "drains": sum(1 for o in done if o.get("action") == "drain"),
-            "signals": sum(1 for o in done if o.get("action") in ("sigterm", "sigkill"))}
+    counts = side.guarded.runner.counts  # (action, status) -> Outcomes
+    return {"decisions": sum(counts.values()), "drains": counts[("drain", "done")],
+            "signals": counts[("sigterm", "done")] + counts[("sigkill", "done")]}
 
 
 def side_summary(side: Side) -> dict[str, Any]:

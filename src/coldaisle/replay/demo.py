@@ -71,7 +71,7 @@ def _comparison(twin: Twin, g: Guarded) -> Section:
     from coldaisle.actions.audit import read
 
     start = twin.plan.start_epoch
-    records = list(read(g.audit_path))
+    records = list(read(g.audit_path, backups=True))
     decisions = [r for r in records if r.get("kind") == "decision"]
     outcomes = [r for r in records if r.get("kind") == "outcome" and r.get("status") == "done"]
     first_d = min((_epoch(r["time"]) for r in decisions), default=None)
@@ -109,7 +109,7 @@ def _actions(g: Guarded) -> Section:
 
     counts: Counter[tuple[str, str, str]] = Counter()
     first: dict[tuple[str, str, str], str] = {}
-    for r in read(g.audit_path):
+    for r in read(g.audit_path, backups=True):
         if r.get("kind") == "outcome":
             key = (str(r.get("rule")), str(r.get("action")), str(r.get("status")))
             counts[key] += 1

@@ -49,7 +49,7 @@ def check(g: Guarded, e: Expectation, i: int) -> ExpectResult:
     if e.node_drained is not None:
         problems += _drained(g, e, at, seen)
     if e.no_decisions:
-        n = sum(1 for r in read(g.audit_path) if r.get("kind") == "decision")
+        n = sum(1 for r in read(g.audit_path, backups=True) if r.get("kind") == "decision")
         seen.append(f"{n} decisions")
         if n:
             problems.append(f"the policy took {n} decisions on a scenario that needs none")

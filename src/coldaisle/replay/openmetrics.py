@@ -17,7 +17,6 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -89,10 +88,8 @@ class OpenMetricsWriter:
     """Writes every `every_s` seconds of Frames; `close()` assembles the file. Call it as an agent tick hook."""
 
     def __init__(self, path: Path, plan: Plan, *, every_s: float = 15.0, names: Iterable[str] | None = None,
-                 engine: Callable[[], Any] | None = None, outcomes: Sequence[Outcome] | None = None,
-                 spans: Sequence[tuple[float, float]] = ()) -> None:
+                 engine: Callable[[], Any] | None = None, spans: Sequence[tuple[float, float]] = ()) -> None:
         self.path, self.every_s, self.engine = Path(path), every_s, engine
-        self.outcomes, self.outcomes_seen = outcomes, 0
         self.actions: Counter[tuple[str, str, str]] = Counter()  # (node, action, status) -> Outcomes so far
         self.spans = tuple(spans)  # (from, to) seconds since the start: write only these (none: everything)
         self.fams = families(names)
@@ -206,12 +203,12 @@ class OpenMetricsWriter:
                  f"{counts.get(n, 0)} {ts}\n" for n in nodes.names]
         self.files[fam.name].write("".join(lines))
 
+    def observe(self, o: Outcome) -> None:
+        """Count one of the agent's Outcomes (a runner observer) for the actions counter."""
+        self.actions[(o.decision.target.node, str(o.decision.action), str(o.status))] += 1
+
     def _actions(self, fam: Family, ts: str) -> None:
         """The actions the agent took so far, per node, action and outcome status (a counter)."""
-        if self.outcomes is not None:
-            for o in islice(self.outcomes, self.outcomes_seen, None):
-                self.actions[(o.decision.target.node, str(o.decision.action), str(o.status))] += 1
-            self.outcomes_seen = len(self.outcomes)
         lines = [f'{fam.name}_total{{node="{n}",action="{a}",status="{st}",instance="{n}:9900",job="coldaisle"}} '
                  f"{c} {ts}\n" for (n, a, st), c in sorted(self.actions.items())]
         self.files[fam.name].write("".join(lines))
@@ -281,7 +278,8 @@ def recorded_run(plan: Plan, path: Path, *, policy: str | LoadedPolicy | None = 
                             progress), None
     g = protect(plan, policy, audit_path=audit_path, interval_s=interval_s)
     with OpenMetricsWriter(path, plan, every_s=every_s, names=names, engine=lambda: g.agent.engine,
-                           outcomes=g.runner.outcomes, spans=spans) as writer:
+                           spans=spans) as writer:
+        g.runner.observers.append(writer.observe)
         g.runtime.on_tick(writer)
         while g.twin.clock.monotonic() < end - 1e-9:
             g.agent.run(until=min(end, g.twin.clock.monotonic() + 60.0))

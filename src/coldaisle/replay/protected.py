@@ -61,7 +61,7 @@ def protect(plan: Plan, policy: str | LoadedPolicy = "default", *, audit_path: P
     opened = open_twin(plan)
     path = audit_path or Path(tempfile.mkdtemp(prefix="coldaisle-sim-")) / "audit.jsonl"
     rt = assemble(RuntimeOptions(policy=policy, enforce=True, interval_s=interval_s, audit=path, durable_audit=False,
-                                 keep_frames=2, keep_outcomes=1_000_000, notify_logger=_quiet), opened=opened)
+                                 keep_frames=2, notify_logger=_quiet), opened=opened)
     assert opened.twin is not None
     return Guarded(opened.twin, rt)
 

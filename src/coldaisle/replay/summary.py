@@ -115,11 +115,12 @@ def group_events(events: Iterable[Event], *, window_s: float = 60.0, min_severit
 
 
 def audit_records(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Decisions (time, rule, action, target, step, reason) and Outcomes from a protected run's audit log."""
+    """Decisions (time, rule, action, target, step, reason) and Outcomes from a protected run's audit log, oldest
+    first, its rotated files included."""
     from coldaisle.actions.audit import read
 
     decisions, outcomes = [], []
-    for r in read(path):
+    for r in read(path, backups=True):
         if r.get("kind") == "decision":
             decisions.append({k: r.get(k) for k in ("time", "rule", "severity", "action", "target", "step",
                                                       "restore")} | {"reason": (r.get("params") or {}).get("reason")})
