@@ -112,11 +112,14 @@ def sim_run(
     if as_json:
         summary = summarize(twin)
         if guarded is not None:
-            from coldaisle.replay.summary import audit_records
+            from coldaisle.replay.summary import action_counts, audit_records
 
             summary["policy"] = guarded.policy.source
             summary["audit_log"] = str(guarded.audit_path)
+            summary["actions"] = action_counts(guarded.runner.counts)
             summary["decisions"], summary["outcomes"] = audit_records(guarded.audit_path)
+            # false when the log no longer holds the whole run (rotated away) or holds more (an earlier run's)
+            summary["audit_complete"] = len(summary["outcomes"]) == summary["actions"]["decisions"]
         sys.stdout.write(json.dumps(summary, indent=1) + "\n")
     if html is None and as_json:
         return

@@ -164,6 +164,24 @@ def test_sim_run_html_reports_ettr_and_time_lost_by_cause(tmp_path: Path) -> Non
     assert "Where the wall time went" in page and "work lost since the last checkpoint" in page
 
 
+def test_sim_run_json_counts_the_whole_run_and_says_whether_the_audit_lists_all_of_it(tmp_path: Path) -> None:
+    scenario = tmp_path / "fleet-hang.yaml"
+    scenario.write_text(HANG, encoding="utf-8")
+    audit = tmp_path / "audit.jsonl"
+    runs = []
+    for _ in range(2):  # the second run appends to the same audit log
+        proc = cli("sim", "run", str(scenario), "--policy", "default", "--json", "--audit", str(audit), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(json.loads(proc.stdout))
+    first, second = runs
+    assert first["actions"] == second["actions"]
+    assert first["actions"]["drains"] == 1 and first["actions"]["signals"] >= 1
+    assert len(first["decisions"]) == len(first["outcomes"]) == first["actions"]["decisions"]
+    assert first["audit_complete"] is True
+    assert len(second["outcomes"]) == 2 * second["actions"]["decisions"]  # both runs' records
+    assert second["audit_complete"] is False
+
+
 def test_sim_compare_refuses_an_unknown_policy_before_running(tmp_path: Path) -> None:
     proc = cli("sim", "compare", "default", "no-such-policy.yaml", "healthy-training", cwd=tmp_path)
     assert proc.returncode == 2

@@ -20,6 +20,7 @@ import yaml
 from coldaisle.policy.loader import LoadedPolicy, default_policy_path, load_policy, parse_policy
 from coldaisle.replay.paced import protected_run
 from coldaisle.replay.protected import Guarded
+from coldaisle.replay.summary import action_counts
 from coldaisle.replay.training import hours, training_summary
 from coldaisle.report import Report, Section, Table
 from coldaisle.sim.ettr import CAUSES
@@ -69,13 +70,8 @@ def run_side(plan: Plan, spec: str, *, until_s: float | None = None,
 
 
 def actions(side: Side) -> dict[str, int]:
-    """What the agent did over the whole run: decisions (each ends in one Outcome), and drains and signals
-    carried out; from the runner's counts, which the audit log (rotated by size) may no longer all hold."""
-    if side.guarded is None:
-        return {"decisions": 0, "drains": 0, "signals": 0}
-    counts = side.guarded.runner.counts  # (action, status) -> Outcomes
-    return {"decisions": sum(counts.values()), "drains": counts[("drain", "done")],
-            "signals": counts[("sigterm", "done")] + counts[("sigkill", "done")]}
+    """What the agent did over the whole run (none without an agent): `summary.action_counts`."""
+    return action_counts({} if side.guarded is None else side.guarded.runner.counts)
 
 
 def side_summary(side: Side) -> dict[str, Any]:

@@ -9,7 +9,7 @@ slowdown, every event with its time, jobs, losses, and energy drawn; for a failu
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,6 +112,13 @@ def group_events(events: Iterable[Event], *, window_s: float = 60.0, min_severit
         open_[key] = g
         groups.append(g)
     return groups
+
+
+def action_counts(counts: Mapping[tuple[str, str], int]) -> dict[str, int]:
+    """Decisions (each ends in one Outcome), and drains and signals carried out, from an action runner's
+    (action, status) -> Outcomes counts: the whole run's, which a rotated audit log may no longer all hold."""
+    return {"decisions": sum(counts.values()), "drains": counts.get(("drain", "done"), 0),
+            "signals": counts.get(("sigterm", "done"), 0) + counts.get(("sigkill", "done"), 0)}
 
 
 def audit_records(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
