@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
@@ -18,6 +19,22 @@ DATA = Path(__file__).resolve().parent / "data"
 def proc_tree() -> Path:
     """The captured /proc tree (see tests/data/actions/README.md), for every part that reads process facts."""
     return DATA / "actions" / "proc"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _protected_runs_audit_under_pytest_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A protected run given no audit path writes one in a new temporary folder, which it keeps (`sim run` prints
+    it); in this process the tests' go under pytest's own temporary folder, which pytest prunes."""
+    import functools
+    import types
+
+    import coldaisle.replay.protected as protected
+
+    base = tmp_path_factory.mktemp("protected-audits")
+    shim = types.SimpleNamespace(mkdtemp=functools.partial(tempfile.mkdtemp, dir=base))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(protected, "tempfile", shim)
+        yield
 
 
 @cache
