@@ -11,6 +11,7 @@ import pytest
 
 from coldaisle.sim.resolve import Plan
 from coldaisle.sim.scenario import find_scenario, parse_scenario, scenario_dir
+from coldaisle.sim.stepper import FINE_AFTER_CHANGE_S
 from coldaisle.sim.twin import Twin
 
 SHIPPED = sorted(p.stem for p in scenario_dir().glob("*.yaml"))
@@ -67,6 +68,9 @@ def test_adaptive_steps_match_fixed_steps_on_every_shipped_scenario(name: str) -
     a, f = run_both(find_scenario(name), window)
     assert_equivalent(a, f)
     assert a.stepper.steps < f.stepper.steps  # and it took fewer steps
+    # the time GPUs spend above slowdown, which the demo reports, integrates threshold crossings: fine steps
+    # right after each change keep it within a GPU-minute of fixed steps' (without them: 7.5 on the incident)
+    assert float(np.sum(a.state.above_slowdown_s)) == pytest.approx(float(np.sum(f.state.above_slowdown_s)), abs=60)
 
 
 @pytest.mark.slow
@@ -91,8 +95,7 @@ def test_adaptive_steps_match_fixed_steps_through_a_failure_mix() -> None:
 
 
 def test_a_quiet_cluster_takes_long_steps_and_a_busy_one_fine_steps() -> None:
-    """healthy-training: a fine step as the job starts, steps lengthening from it as the GPUs warm up (doubling at
-    most), then the longest step allowed."""
+    """healthy-training: fine steps while the job starts and the GPUs warm up, then the longest step allowed."""
     adaptive, _ = plans(find_scenario("healthy-training"))
     twin = Twin(adaptive)
     steps = []  # (end, length)
@@ -101,8 +104,9 @@ def test_a_quiet_cluster_takes_long_steps_and_a_busy_one_fine_steps() -> None:
         twin.step(h)
         steps.append((twin.t, h))
     start = adaptive.jobs[0].start_s
-    assert [h for end, h in steps if start - 1 < end <= start + 10] == [1.0, 2.0, 4.0, 4.0]  # a fine step, then
-    # doubling (the last cut short by a recording every 10 s)
+    fine = [h for end, h in steps if start <= end <= start + FINE_AFTER_CHANGE_S]
+    assert fine == [1.0] * (int(FINE_AFTER_CHANGE_S) + 1)  # fine steps as the job starts
+    assert max(h for end, h in steps if start + FINE_AFTER_CHANGE_S < end <= start + 60) > 1.0  # then longer
     assert max(h for _, h in steps) == adaptive.scenario.record_every  # quiet: as long as recording allows
     assert len(steps) < adaptive.duration_s / 4
 
@@ -151,7 +155,7 @@ def test_a_thermal_transient_takes_tens_of_steps_sized_by_their_error() -> None:
     start, stop = adaptive.jobs[0].start_s, 45 * 60.0
     warming = sum(1 for end in ends if start < end <= start + 20 * 60)
     cooling = sum(1 for end in ends if stop < end <= stop + 20 * 60)
-    assert warming < 60 and cooling < 60, (warming, cooling)  # 20 minutes each, 20 recordings in
+    assert warming < 60 and cooling < 60, (warming, cooling)  # 20 minutes each, 20 recordings and 5 fine steps in
     assert a.physics.rejected < 10
 
 
