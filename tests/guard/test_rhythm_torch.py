@@ -48,17 +48,20 @@ def said(stderr: str) -> list[str]:
 
 
 def test_checkpoint_evaluation_and_a_loader_stall_are_pauses_not_hangs(tmp_path: Path) -> None:
-    rc, out, err = finish(run(tmp_path, "--steps", "26", "--step-s", "0.3", "--checkpoint-every", "12",
-                              "--checkpoint-s", "12", "--eval-every", "20", "--eval-s", "12", "--stall-at", "6",
+    # a loader stall at step 6, an evaluation at step 25, a checkpoint at step 45: about 6 s of steps between
+    # pauses, so the supervisor sees the job progress again (and says the next pause anew) on a loaded host too
+    rc, out, err = finish(run(tmp_path, "--steps", "50", "--step-s", "0.3", "--checkpoint-every", "46",
+                              "--checkpoint-s", "12", "--eval-every", "26", "--eval-s", "12", "--stall-at", "6",
                               "--stall-s", "10"))
     lines = said(err)
-    assert rc == 0, "\n".join(lines) + err[-3000:]
-    assert "rank 0 done after 26 steps" in out and "rank 1 done after 26 steps" in out
+    told = "\n".join(lines)
+    assert rc == 0, told + err[-3000:]
+    assert "rank 0 done after 50 steps" in out and "rank 1 done after 50 steps" in out
     pauses = [line for line in lines if "but not a hang" in line]
-    assert any("rank 1 waiting for its data loader" in p for p in pauses), lines
-    assert any("rank 0 reading/writing" in p for p in pauses), lines
-    assert any("evaluating" in p and "evaluate (rhythm_job.py" in p for p in pauses), lines
-    assert not (tmp_path / "bundle").exists(), lines  # no hang, and no rank taken for a straggler
+    assert any("rank 1 waiting for its data loader" in p for p in pauses), told
+    assert any("rank 0 reading/writing" in p for p in pauses), told
+    assert any("evaluating" in p and "evaluate (rhythm_job.py" in p for p in pauses), told
+    assert not (tmp_path / "bundle").exists(), told  # no hang, and no rank taken for a straggler
 
 
 def test_a_declared_phase_is_waited_for_without_a_suspicion(tmp_path: Path) -> None:
